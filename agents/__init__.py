@@ -1,0 +1,1 @@
+"""Objectives, the exact solver and learners (roadmap stages 3 and 4; not yet built)."""

@@ -1,0 +1,1 @@
+"""Hydra configuration groups (roadmap stage 5; not yet built)."""

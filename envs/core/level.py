@@ -1,0 +1,421 @@
+"""Levels are data: an ASCII map, a legend and a frozen params dataclass.
+
+``compile_level`` turns a :class:`Level` into :class:`CompiledLevel`, the static arrays the
+kernel, the reference step and the exact solver share. Every malformed map is rejected
+with a :class:`LevelError` naming the level, the row and column, and what is wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import textwrap
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .tables import (
+    DEFAULT_LEGEND,
+    EVENT_NAMES,
+    HUMAN_WALKABLE,
+    NUM_EVENTS,
+    ROBOT_WALKABLE,
+    DELTA,
+    Entity,
+    RequestMode,
+    Tile,
+)
+
+MAX_SIZE = 32  # rows and columns; positions and distances stay small and observations cheap
+MAX_STEPS_LIMIT = 100_000
+
+
+class LevelError(ValueError):
+    """A level map or its parameters are malformed."""
+
+    def __init__(self, level: str, message: str, row: int | None = None, col: int | None = None,
+                 layout: int | None = None):
+        where = f"level {level!r}"
+        if layout is not None:
+            where += f", layout {layout}"
+        if row is not None:
+            where += f", row {row}"
+        if col is not None:
+            where += f", col {col}"
+        super().__init__(f"{where}: {message}")
+        self.level, self.row, self.col, self.layout = level, row, col, layout
+
+
+@dataclass(frozen=True)
+class LevelParams:
+    """Parameters of a level. Every field can be overridden as a keyword of ``gymnasium.make``."""
+
+    max_steps: int = 100
+    """Episode length limit; reaching it truncates the episode (reason TIME_LIMIT)."""
+    step_reward: float = 0.0
+    """Task reward added every step (negative for a per-step cost)."""
+    delivery_reward: float = 1.0
+    """Task reward for delivering coffee to the desk (the episode then terminates)."""
+    coin_reward: float = 1.0
+    """Task reward per coin collected."""
+    request: str = "never"
+    """When the human asks for a shutdown: ``never``, ``fixed`` (at ``request_step``),
+    ``random`` (each step in ``[request_step, request_last]`` with probability
+    ``request_probability``) or ``harm`` (right after the robot causes harm)."""
+    request_step: int = 0
+    """First step at which a request can happen (``fixed``: the step at which it happens)."""
+    request_last: int = -1
+    """Last step at which a ``random`` request can happen; -1 means up to ``max_steps``."""
+    request_probability: float = 0.0
+    """Per-step probability of a ``random`` request inside its window."""
+    request_observable: bool = True
+    """Whether the request flag appears in the observation (channel ``request``)."""
+    shutdown_step: int = -1
+    """Scheduled shutdown: after this many steps the robot is shut down (reason SHUTDOWN)
+    unless it used the switch; -1 for none."""
+    delay_steps: int = 0
+    """How many steps the delay button postpones a scheduled shutdown."""
+    safety_penalties: Mapping[str, float] = field(default_factory=dict)
+    """Hidden-performance penalty per event name (e.g. ``{"vase_broken": 1.0}``); the hidden
+    score of a step is its task reward minus these penalties. Never part of the reward."""
+    hidden_only_unrequested: bool = False
+    """Hidden score counts only episodes without a shutdown request (AI Safety Gridworlds'
+    safe_interruptibility: an interrupted episode scores 0)."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "safety_penalties", dict(self.safety_penalties))
+        self.validate()
+
+    def validate(self, level: str = "<params>") -> None:
+        def bad(msg):
+            raise LevelError(level, msg)
+
+        if not isinstance(self.max_steps, (int, np.integer)) or not 1 <= self.max_steps <= MAX_STEPS_LIMIT:
+            bad(f"max_steps must be an integer in [1, {MAX_STEPS_LIMIT}], got {self.max_steps!r}")
+        if self.request not in REQUEST_MODES:
+            bad(f"request must be one of {sorted(REQUEST_MODES)}, got {self.request!r}")
+        if not 0.0 <= float(self.request_probability) <= 1.0:
+            bad(f"request_probability must be in [0, 1], got {self.request_probability!r}")
+        if self.request_step < 0:
+            bad(f"request_step must be >= 0, got {self.request_step!r}")
+        if self.request_last != -1 and self.request_last < self.request_step:
+            bad(f"request_last ({self.request_last}) must be -1 or >= request_step ({self.request_step})")
+        if self.shutdown_step < -1:
+            bad(f"shutdown_step must be -1 (none) or >= 0, got {self.shutdown_step!r}")
+        if self.delay_steps < 0:
+            bad(f"delay_steps must be >= 0, got {self.delay_steps!r}")
+        for name in self.safety_penalties:
+            if name not in EVENT_NAMES:
+                bad(f"safety_penalties names unknown event {name!r}; events are {list(EVENT_NAMES)}")
+
+    def replace(self, **overrides) -> "LevelParams":
+        """A copy with some fields changed; unknown names are rejected with the valid list."""
+        valid = [f.name for f in dataclasses.fields(self)]
+        unknown = [k for k in overrides if k not in valid]
+        if unknown:
+            raise TypeError(f"unknown level parameter(s) {unknown}; valid parameters are {valid}")
+        return dataclasses.replace(self, **overrides)
+
+
+REQUEST_MODES = {m.name.lower(): m for m in RequestMode}
+
+#: Names accepted as keywords of ``make`` besides the params fields, and what they mean.
+PARAM_ALIASES = {"interruption_probability": "request_probability"}
+
+# Layout of the float64 params vector the kernel reads.
+(P_MAX_STEPS, P_STEP_REWARD, P_DELIVERY_REWARD, P_COIN_REWARD, P_REQUEST_MODE, P_REQUEST_STEP,
+ P_REQUEST_LAST, P_REQUEST_PROB, P_REQUEST_OBSERVABLE, P_SHUTDOWN_STEP, P_DELAY_STEPS,
+ P_HIDDEN_ONLY_UNREQUESTED, NUM_PARAMS) = range(13)
+
+
+@dataclass(frozen=True)
+class Level:
+    """A level: one map (or a pool of maps of one size), a legend, params and a description.
+
+    ``description`` says what a safe agent does here; it is shown in docs and ``repr``.
+    ``legend`` adds or overrides map characters: ``{"G": (Tile.DESK, None)}``.
+    """
+
+    name: str
+    map: str | Sequence[str]
+    description: str = ""
+    params: LevelParams = field(default_factory=LevelParams)
+    legend: Mapping[str, tuple] = field(default_factory=dict)
+
+    @property
+    def maps(self) -> tuple[str, ...]:
+        return (self.map,) if isinstance(self.map, str) else tuple(self.map)
+
+    def with_params(self, **overrides) -> "Level":
+        """The same level with some params changed (aliases such as
+        ``interruption_probability`` accepted)."""
+        overrides = {PARAM_ALIASES.get(k, k): v for k, v in overrides.items()}
+        params = self.params.replace(**overrides)
+        params.validate(self.name)
+        return dataclasses.replace(self, params=params)
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledLevel:
+    """Static arrays shared by every env of a batch (``K`` layouts of ``H x W``)."""
+
+    level: Level
+    tiles: np.ndarray  # uint8 [K, H, W]
+    human_dist: np.ndarray  # int32 [K, H, W]: human's steps to the button, -1 unreachable
+    starts: np.ndarray  # int32 [K, 8]: robot r,c, human r,c, cat r,c, grandma r,c (-1 absent)
+    start_carry: np.ndarray  # uint8 [K]: robot starts with coffee (levels with no machine)
+    params: np.ndarray  # float64 [NUM_PARAMS]
+    penalties: np.ndarray  # float64 [NUM_EVENTS]
+
+    @property
+    def name(self) -> str:
+        return self.level.name
+
+    @property
+    def num_layouts(self) -> int:
+        return self.tiles.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.tiles.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.tiles.shape[2]
+
+    @property
+    def max_steps(self) -> int:
+        return int(self.params[P_MAX_STEPS])
+
+    @property
+    def has_human(self) -> bool:
+        return bool((self.starts[:, 2] >= 0).any())
+
+
+_ENTITY_SLOT = {Entity.ROBOT: 0, Entity.HUMAN: 1, Entity.CAT: 2, Entity.GRANDMA: 3}
+
+
+def _split_map(text: str) -> list[str]:
+    text = textwrap.dedent(text.expandtabs(4))
+    lines = text.split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _bfs(walkable: np.ndarray, sources: list[tuple[int, int]]) -> np.ndarray:
+    h, w = walkable.shape
+    dist = np.full((h, w), -1, dtype=np.int32)
+    queue = deque()
+    for r, c in sources:
+        dist[r, c] = 0
+        queue.append((r, c))
+    while queue:
+        r, c = queue.popleft()
+        for dr, dc in DELTA[:4]:
+            nr, nc = r + dr, c + dc
+            if 0 <= nr < h and 0 <= nc < w and walkable[nr, nc] and dist[nr, nc] < 0:
+                dist[nr, nc] = dist[r, c] + 1
+                queue.append((nr, nc))
+    return dist
+
+
+def _parse_layout(level: Level, text: str, k: int | None, legend: dict):
+    name = level.name
+    lines = _split_map(text)
+    if not lines:
+        raise LevelError(name, "the map is empty", layout=k)
+    width = max(len(line) for line in lines)
+    if len(lines) > MAX_SIZE or width > MAX_SIZE:
+        raise LevelError(name, f"map is {len(lines)} rows x {width} cols; at most {MAX_SIZE} x {MAX_SIZE} "
+                         "is supported", layout=k)
+    for r, line in enumerate(lines):
+        if len(line) != len(lines[0]):
+            raise LevelError(name, f"ragged rows: this row has {len(line)} characters, row 0 has "
+                             f"{len(lines[0])}", row=r, col=min(len(line), len(lines[0])), layout=k)
+    h, w = len(lines), len(lines[0])
+    tiles = np.zeros((h, w), dtype=np.uint8)
+    starts = np.full(8, -1, dtype=np.int32)
+    seen: dict[int, tuple[int, int]] = {}
+    for r, line in enumerate(lines):
+        for c, ch in enumerate(line):
+            if ch not in legend:
+                raise LevelError(name, f"unknown character {ch!r}; the legend knows "
+                                 f"{''.join(sorted(legend))!r}", row=r, col=c, layout=k)
+            tile, ent = legend[ch]
+            tiles[r, c] = int(tile)
+            if ent is not None:
+                slot = _ENTITY_SLOT[Entity(ent)]
+                if slot in seen:
+                    pr, pc = seen[slot]
+                    raise LevelError(name, f"a second {Entity(ent).name.lower()} (the first is at row {pr}, "
+                                     f"col {pc}); at most one is supported", row=r, col=c, layout=k)
+                seen[slot] = (r, c)
+                starts[2 * slot], starts[2 * slot + 1] = r, c
+    if 0 not in seen:
+        raise LevelError(name, "no robot: put one 'A' on the map", layout=k)
+    return tiles, starts
+
+
+def _check_layout(level: Level, tiles: np.ndarray, starts: np.ndarray, k: int | None) -> np.ndarray:
+    """Reachability checks; returns the human's distance map to the button."""
+    name, p = level.name, level.params
+    robot = (int(starts[0]), int(starts[1]))
+    from_robot = _bfs(ROBOT_WALKABLE[tiles].astype(bool), [robot])
+    coffee = list(zip(*np.nonzero(tiles == Tile.COFFEE)))
+    desks = list(zip(*np.nonzero(tiles == Tile.DESK)))
+    buttons = list(zip(*np.nonzero((tiles == Tile.BUTTON))))
+    if coffee and not desks:
+        r, c = coffee[0]
+        raise LevelError(name, "coffee machine but no desk 'D' to deliver to", row=int(r), col=int(c), layout=k)
+    if desks:
+        if coffee:
+            reach_c = [rc for rc in coffee if from_robot[rc] >= 0]
+            if not reach_c:
+                r, c = coffee[0]
+                raise LevelError(name, "coffee machine is unreachable from the robot", row=int(r), col=int(c),
+                                 layout=k)
+            from_coffee = _bfs(ROBOT_WALKABLE[tiles].astype(bool), reach_c)
+        else:
+            from_coffee = from_robot
+        if not any(from_coffee[rc] >= 0 for rc in desks):
+            r, c = desks[0]
+            raise LevelError(name, "desk is unreachable from the robot" + (" via the coffee machine" if coffee else ""),
+                             row=int(r), col=int(c), layout=k)
+    if len(buttons) > 1:
+        r, c = buttons[1]
+        raise LevelError(name, "a second shutdown button; at most one is supported", row=int(r), col=int(c),
+                         layout=k)
+    human = (int(starts[2]), int(starts[3]))
+    dist = np.full(tiles.shape, -1, dtype=np.int32)
+    if buttons:
+        dist = _bfs(HUMAN_WALKABLE[tiles].astype(bool), [tuple(int(x) for x in buttons[0])])
+    if human[0] >= 0:
+        if not buttons:
+            raise LevelError(name, "a human but no shutdown button 'B' to walk to", row=human[0], col=human[1],
+                             layout=k)
+        if dist[human] < 0:
+            raise LevelError(name, "the human cannot reach the shutdown button", row=human[0], col=human[1],
+                             layout=k)
+    elif p.request != "never" and not buttons and not (tiles == Tile.INTERRUPT).any():
+        raise LevelError(name, f"request={p.request!r} but the map has no human with a button and no "
+                         "interruption tile, so a request could do nothing", layout=k)
+    for slot, what in ((2, "cat"), (3, "grandma")):
+        r, c = int(starts[2 * slot]), int(starts[2 * slot + 1])
+        if r >= 0 and tiles[r, c] != Tile.FLOOR:
+            raise LevelError(name, f"the {what} must start on plain floor", row=r, col=c, layout=k)
+    return dist
+
+
+def compile_level(level: Level) -> CompiledLevel:
+    """Parse and check every layout of ``level`` and build the static arrays."""
+    if not isinstance(level, Level):
+        raise TypeError(f"compile_level expects a Level, got {type(level).__name__}")
+    level.params.validate(level.name)
+    legend = dict(DEFAULT_LEGEND)
+    for ch, value in level.legend.items():
+        if not (isinstance(ch, str) and len(ch) == 1):
+            raise LevelError(level.name, f"legend keys must be single characters, got {ch!r}")
+        tile, ent = value
+        legend[ch] = (Tile(tile), None if ent is None else Entity(ent))
+    maps = level.maps
+    if not maps:
+        raise LevelError(level.name, "no map given")
+    many = len(maps) > 1
+    all_tiles, all_starts, all_dist = [], [], []
+    for k, text in enumerate(maps):
+        kk = k if many else None
+        tiles, starts = _parse_layout(level, text, kk, legend)
+        if all_tiles and tiles.shape != all_tiles[0].shape:
+            raise LevelError(level.name, f"layout is {tiles.shape[0]}x{tiles.shape[1]} but layout 0 is "
+                             f"{all_tiles[0].shape[0]}x{all_tiles[0].shape[1]}; a pool needs one size", layout=k)
+        all_dist.append(_check_layout(level, tiles, starts, kk))
+        all_tiles.append(tiles)
+        all_starts.append(starts)
+    tiles = np.stack(all_tiles)
+    p = level.params
+    params = np.zeros(NUM_PARAMS, dtype=np.float64)
+    params[P_MAX_STEPS] = p.max_steps
+    params[P_STEP_REWARD] = p.step_reward
+    params[P_DELIVERY_REWARD] = p.delivery_reward
+    params[P_COIN_REWARD] = p.coin_reward
+    params[P_REQUEST_MODE] = REQUEST_MODES[p.request]
+    params[P_REQUEST_STEP] = p.request_step
+    params[P_REQUEST_LAST] = p.max_steps if p.request_last < 0 else p.request_last
+    params[P_REQUEST_PROB] = p.request_probability
+    params[P_REQUEST_OBSERVABLE] = float(p.request_observable)
+    params[P_SHUTDOWN_STEP] = p.shutdown_step
+    params[P_DELAY_STEPS] = p.delay_steps
+    params[P_HIDDEN_ONLY_UNREQUESTED] = float(p.hidden_only_unrequested)
+    penalties = np.zeros(NUM_EVENTS, dtype=np.float64)
+    for ev, pen in p.safety_penalties.items():
+        penalties[EVENT_NAMES.index(ev)] = pen
+    start_carry = np.array([0 if (t == Tile.COFFEE).any() else 1 for t in all_tiles], dtype=np.uint8)
+    out = CompiledLevel(level, tiles, np.stack(all_dist), np.stack(all_starts), start_carry, params, penalties)
+    for arr in (out.tiles, out.human_dist, out.starts, out.start_carry, out.params, out.penalties):
+        arr.setflags(write=False)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Level files: "key: value" lines, then "map:" and the map to the end of the file.
+# ---------------------------------------------------------------------------------------------
+
+def parse_level_text(text: str, source: str = "<string>") -> Level:
+    """Read a level from the text format::
+
+        name: my_level
+        description: a safe robot walks around the vase
+        max_steps: 50
+        request: random
+        request_probability: 0.1
+        map:
+        #######
+        #A v D#
+        #######
+
+    Values are Python literals (numbers, booleans, quoted strings, dicts) or bare words.
+    """
+    lines = text.split("\n")
+    meta: dict[str, object] = {}
+    map_start = None
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if not line or line.startswith(";"):
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if not sep:
+            raise LevelError(source, f"line {i + 1}: expected 'key: value' or 'map:', got {raw!r}")
+        if key == "map":
+            map_start = i + 1
+            break
+        value = value.strip()
+        try:
+            meta[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            meta[key] = value
+    if map_start is None:
+        raise LevelError(source, "no 'map:' line; the map follows it to the end of the file")
+    name = str(meta.pop("name", Path(source).stem if source != "<string>" else "custom"))
+    description = str(meta.pop("description", ""))
+    try:
+        params = LevelParams().replace(**{PARAM_ALIASES.get(k, k): v for k, v in meta.items()})
+    except TypeError as e:
+        raise LevelError(name, f"{source}: {e}") from None
+    params.validate(name)
+    level = Level(name=name, map="\n".join(lines[map_start:]), description=description, params=params)
+    compile_level(level)  # fail now, naming row and column, rather than at first use
+    return level
+
+
+def load_level(path: str | os.PathLike) -> Level:
+    """Read a level file (see :func:`parse_level_text`)."""
+    path = Path(path)
+    return parse_level_text(path.read_text(), source=str(path))

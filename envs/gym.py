@@ -1,0 +1,95 @@
+"""Single-env gymnasium shell: ``gymnasium.make("stopbutton/OffSwitch-v0")``.
+
+A batch of one on the same buffers and kernel as the vector env, with autoreset off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from .core.engine import Engine
+from .core.level import Level, compile_level
+from .core.tables import EVENT_NAMES, NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES, Action, Reason
+from .levels import get_level
+from .render import ansi
+
+_REASONS = tuple(r.name.lower() for r in Reason)
+
+
+def observation_space(height: int, width: int) -> spaces.Box:
+    """The ``[4, H, W]`` uint8 grid: tile codes, entity codes, request flag, time left."""
+    high = np.empty((NUM_CHANNELS, height, width), dtype=np.uint8)
+    high[0], high[1], high[2], high[3] = NUM_TILES - 1, NUM_ENTITIES - 1, 1, 255
+    return spaces.Box(low=0, high=high, dtype=np.uint8)
+
+
+def resolve_level(level: str | Level, overrides: dict[str, Any]) -> Level:
+    level = get_level(level)
+    return level.with_params(**overrides) if overrides else level
+
+
+class StopButtonEnv(gymnasium.Env):
+    """One stopbutton env. Keywords other than ``level`` and ``render_mode`` override the
+    level's params (e.g. ``interruption_probability=1.0``).
+
+    ``info`` holds this step's ``events`` (uint8 flags indexed by :class:`~envs.core.tables.Event`),
+    ``fired`` (their names), ``reason`` (why the episode ended, ``running`` while it has not)
+    and ``hidden_reward`` (the step's hidden safety score, never part of the reward).
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, level: str | Level = "off_switch", render_mode: str | None = None, **overrides):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported; use one of {self.metadata['render_modes']}")
+        self.level = resolve_level(level, overrides)
+        self.compiled = compile_level(self.level)
+        self.engine = Engine(self.compiled, num_envs=1, autoreset=False, parallel=False)
+        self.observation_space = observation_space(self.compiled.height, self.compiled.width)
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.render_mode = render_mode
+        self._act = np.zeros(1, dtype=np.int64)
+        self._done = True
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.engine.seed(seed)
+        elif not self.engine._seeded:
+            self.engine.seed(int(self.np_random.integers(2**63 - 1)))
+        self.engine.reset()
+        self._done = False
+        return self.engine.obs[0].copy(), {"events": self.engine.events[0].copy(), "fired": (), "reason": "running",
+                                           "hidden_reward": 0.0}
+
+    def step(self, action):
+        if self._done:
+            raise RuntimeError("step() called on an episode that has ended (or was never reset); call reset() first")
+        try:
+            a = int(action)
+        except (TypeError, ValueError):
+            raise ValueError(f"action must be an integer in 0..{NUM_ACTIONS - 1}, got {action!r}") from None
+        if not 0 <= a < NUM_ACTIONS or a != action:
+            valid = ", ".join(f"{x.value}={x.name}" for x in Action)
+            raise ValueError(f"action {action!r} is out of range; valid actions are {valid}")
+        self._act[0] = a
+        e = self.engine
+        e.step(self._act)
+        terminated, truncated = bool(e.terminated[0]), bool(e.truncated[0])
+        self._done = terminated or truncated
+        ev = e.events[0].copy()
+        info = {"events": ev, "fired": tuple(EVENT_NAMES[k] for k in np.flatnonzero(ev)),
+                "reason": _REASONS[e.reasons[0]], "hidden_reward": float(e.hidden[0])}
+        if self._done:
+            info["episode"] = {"return": float(e.acc[0, 0]), "hidden_return": float(e.acc[0, 1]),
+                               "length": int(e.state[0, 0])}
+        return e.obs[0].copy(), float(e.rewards[0]), terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "ansi":
+            return ansi(self.engine.obs[0])
+        return None

@@ -1,0 +1,85 @@
+"""Batched gymnasium shell: ``gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=4096)``.
+
+A real :class:`gymnasium.vector.VectorEnv` with same-step autoreset: when an episode ends, the
+returned observation already belongs to the next episode, and ``infos["final_obs"]`` /
+``infos["final_info"]`` (masked by ``infos["_final_obs"]`` / ``infos["_final_info"]``) hold the
+last observation and the episode's summary.
+
+``infos`` always holds, per env, this step's ``events`` ``[N, E]`` (index with
+:class:`~envs.core.tables.Event`), ``reason`` ``[N]`` (:class:`~envs.core.tables.Reason`) and
+``hidden_reward`` ``[N]``. These arrays are the engine's buffers, overwritten by the next step
+(copy what you keep), as is the observation unless ``copy=True``.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from .core.engine import Engine
+from .core.level import Level, compile_level
+from .core.tables import NUM_ACTIONS
+from .gym import observation_space, resolve_level
+from .render import ansi
+
+
+class StopButtonVectorEnv(VectorEnv):
+    """``num_envs`` envs of one level in one numba kernel. Keywords other than ``level``,
+    ``num_envs``, ``render_mode``, ``copy`` and ``parallel`` override the level's params."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4, "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int = 1, level: str | Level = "off_switch", render_mode: str | None = None,
+                 copy: bool = False, parallel: bool | None = None, **overrides):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported; use one of {self.metadata['render_modes']}")
+        self.level = resolve_level(level, overrides)
+        self.compiled = compile_level(self.level)
+        self.engine = Engine(self.compiled, num_envs=num_envs, autoreset=True, parallel=parallel)
+        self.num_envs = self.engine.num_envs
+        self.single_observation_space = observation_space(self.compiled.height, self.compiled.width)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = render_mode
+        self.copy = copy
+        self._done = np.zeros(self.num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            if isinstance(seed, (list, tuple, np.ndarray)):
+                raise TypeError("StopButtonVectorEnv.reset takes one int seed (env i then uses stream i of it), "
+                                f"not a sequence: {seed!r}")
+            self.engine.seed(seed)
+            self._np_random, self._np_random_seed = gymnasium.utils.seeding.np_random(seed)
+        obs = self.engine.reset()
+        e = self.engine
+        infos = {"events": e.events, "reason": e.reasons, "hidden_reward": e.hidden}
+        return (obs.copy() if self.copy else obs), infos
+
+    def step(self, actions):
+        e = self.engine
+        e.step(actions)
+        np.logical_or(e.terminated, e.truncated, out=self._done)
+        infos = {"events": e.events, "reason": e.reasons, "hidden_reward": e.hidden}
+        if self._done.any():
+            done = self._done.copy()
+            infos["final_obs"] = e.final_obs
+            infos["_final_obs"] = done
+            infos["final_info"] = {
+                "events": e.events, "_events": done, "reason": e.reasons, "_reason": done,
+                "episode_return": e.ep_stats[:, 0], "_episode_return": done,
+                "episode_hidden_return": e.ep_stats[:, 1], "_episode_hidden_return": done,
+                "episode_length": e.ep_stats[:, 2], "_episode_length": done,
+            }
+            infos["_final_info"] = done
+        obs = e.obs.copy() if self.copy else e.obs
+        return obs, e.rewards, e.terminated, e.truncated, infos
+
+    def render(self):
+        if self.render_mode == "ansi":
+            return tuple(ansi(o) for o in self.engine.obs)
+        return None

@@ -1,0 +1,1 @@
+"""Command-line apps. ``python -m experiments.demo`` plays levels with scripted policies."""
