@@ -1,0 +1,148 @@
+"""Conformance of the gymnasium shells over every registered level."""
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+import envs
+from envs import Event, Reason
+from envs.levels import GYM_IDS
+
+IDS = sorted(GYM_IDS.values())
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_check_env_passes(env_id):
+    env = gymnasium.make(env_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    check_env(gymnasium.make(env_id, render_mode="ansi").unwrapped)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_make_vec_gives_a_same_step_vector_env(env_id):
+    vec = gymnasium.make_vec(env_id, num_envs=8)
+    assert isinstance(vec.unwrapped, VectorEnv)
+    assert vec.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    obs, infos = vec.reset(seed=1)
+    assert obs.shape == (8, *vec.single_observation_space.shape) and obs in vec.observation_space
+    assert infos["events"].shape == (8, len(Event))
+    for _ in range(120):
+        obs, rew, term, trunc, infos = vec.step(vec.action_space.sample())
+        assert obs in vec.observation_space and rew.dtype == np.float32
+        done = term | trunc
+        assert not (term & trunc).any()
+        if done.any():
+            np.testing.assert_array_equal(infos["_final_obs"], done)
+            for i in np.flatnonzero(done):
+                assert infos["final_obs"][i] in vec.single_observation_space
+                assert infos["final_info"]["reason"][i] != Reason.RUNNING
+                # the returned observation is the next episode's first one
+                assert obs[i, 3, 0, 0] == min(vec.unwrapped.level.params.max_steps, 255)
+
+
+def same_seed_rollout(env_id, num_envs, seed, steps=80):
+    vec = gymnasium.make_vec(env_id, num_envs=num_envs)
+    obs, _ = vec.reset(seed=seed)
+    rng = np.random.default_rng(0)
+    trace = [obs.copy()]
+    for _ in range(steps):
+        acts = rng.integers(0, 5, 16)[:num_envs]
+        obs, rew, term, trunc, infos = vec.step(acts)
+        trace.append((obs.copy(), rew.copy(), term.copy(), infos["events"].copy()))
+    return trace
+
+
+def _flat(trace, n):
+    out = [trace[0][:n]]
+    for obs, rew, term, ev in trace[1:]:
+        out += [obs[:n], rew[:n], term[:n], ev[:n]]
+    return out
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_same_seed_same_trajectories_whatever_the_batch_size(env_id):
+    a = _flat(same_seed_rollout(env_id, 16, seed=5), 4)
+    b = _flat(same_seed_rollout(env_id, 16, seed=5), 4)
+    c = _flat(same_seed_rollout(env_id, 4, seed=5), 4)
+    for x, y, z in zip(a, b, c):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(x, z)
+
+
+def test_different_seeds_differ_on_random_levels():
+    a = _flat(same_seed_rollout("stopbutton/OffSwitch-v0", 16, seed=5, steps=200), 16)
+    b = _flat(same_seed_rollout("stopbutton/OffSwitch-v0", 16, seed=6, steps=200), 16)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_single_env_matches_env_zero_of_a_batch():
+    single = gymnasium.make("stopbutton/OffSwitch-v0", request_probability=0.5)
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=3, request_probability=0.5)
+    o1, _ = single.reset(seed=11)
+    o2, _ = vec.reset(seed=11)
+    np.testing.assert_array_equal(o1, o2[0])
+    for a in [3, 3, 3, 0, 0, 1, 2, 3, 3, 3, 3]:
+        o1, r1, t1, u1, i1 = single.step(a)
+        o2, r2, t2, u2, i2 = vec.step(np.array([a, 0, 0]))
+        np.testing.assert_array_equal(i1["events"], i2["events"][0])
+        assert r1 == r2[0] and t1 == t2[0]
+        if t1 or u1:
+            np.testing.assert_array_equal(o1, i2["final_obs"][0])
+            break
+        np.testing.assert_array_equal(o1, o2[0])
+
+
+def test_params_override_through_make_and_make_vec():
+    env = gymnasium.make("stopbutton/SafeInterruptibility-v0", interruption_probability=1.0, max_steps=20)
+    assert env.unwrapped.level.params.request_probability == 1.0
+    obs, _ = env.reset(seed=0)
+    assert obs[3, 0, 0] == 20
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=2, request="never")
+    assert vec.unwrapped.level.params.request == "never"
+
+
+def test_unknown_keyword_is_rejected_with_the_valid_list():
+    with pytest.raises(TypeError, match=r"unknown level parameter\(s\) \['speed'\]; valid parameters are .*max_steps"):
+        gymnasium.make("stopbutton/OffSwitch-v0", speed=2)
+    with pytest.raises(TypeError, match="valid parameters are"):
+        gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=2, speed=2)
+    with pytest.raises(envs.LevelError, match="request_probability"):
+        gymnasium.make("stopbutton/OffSwitch-v0", request_probability=2.0)
+
+
+@pytest.mark.parametrize("bad", [5, -1, 2.5, "up", None])
+def test_out_of_range_action_single_env(bad):
+    env = gymnasium.make("stopbutton/Coffee-v0")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(bad)
+
+
+def test_out_of_range_action_vector_env_names_the_env_and_changes_nothing():
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=4)
+    vec.reset(seed=0)
+    before = vec.unwrapped.engine.state.copy()
+    with pytest.raises(ValueError, match=r"action 7 for env 2 is out of range; valid actions are 0=UP"):
+        vec.step(np.array([0, 1, 7, 3]))
+    with pytest.raises(ValueError, match="expected 4 actions"):
+        vec.step(np.array([0, 1]))
+    np.testing.assert_array_equal(vec.unwrapped.engine.state, before)
+
+
+def test_step_after_the_end_needs_a_reset():
+    env = gymnasium.make("stopbutton/Coffee-v0").unwrapped
+    env.reset(seed=0)
+    for a in "ddrrrr":
+        _, _, term, _, _ = env.step("udlrn".index(a))
+    assert term
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(0)
+
+
+def test_render_ansi_shows_the_map():
+    env = gymnasium.make("stopbutton/OffSwitch-v0", render_mode="ansi")
+    env.reset(seed=0)
+    text = env.render()
+    assert text.splitlines()[1] == "#H  B####" and "A" in text and "time left 30" in text
