@@ -56,6 +56,10 @@ RATIO_SIZE = 4096
 MINIGRID_ID = "MiniGrid-Empty-8x8-v0"
 N_ACTION_BATCHES = 8  # pre-drawn action batches for vector envs, cycled (a power of two)
 N_SINGLE_ACTIONS = 4096  # pre-drawn actions for single envs, cycled (a power of two)
+UNSTABLE_RATIO = 1.5  # flag measurements whose best repeat beat their worst by more than this
+
+#: (label, best, worst) of every measurement whose repeats disagreed by more than UNSTABLE_RATIO
+UNSTABLE: list[tuple[str, float, float]] = []
 
 
 @dataclass
@@ -70,7 +74,7 @@ class Row:
 # timing
 
 
-def measure(run: Callable[[int], int], seconds: float, repeats: int) -> float:
+def measure(run: Callable[[int], int], seconds: float, repeats: int, label: str = "") -> float:
     """Best env-steps/second of ``repeats`` timed runs of about ``seconds / repeats`` each.
 
     ``run(k)`` makes ``k`` calls and returns the env-steps they made. The first call warms up
@@ -87,7 +91,7 @@ def measure(run: Callable[[int], int], seconds: float, repeats: int) -> float:
             break
         k *= 2
     per_repeat = max(seconds / repeats, 1e-3)
-    best = 0.0
+    best, worst = 0.0, float("inf")
     for _ in range(repeats):
         steps = 0
         t0 = time.perf_counter()
@@ -96,7 +100,9 @@ def measure(run: Callable[[int], int], seconds: float, repeats: int) -> float:
             dt = time.perf_counter() - t0
             if dt >= per_repeat:
                 break
-        best = max(best, steps / dt)
+        best, worst = max(best, steps / dt), min(worst, steps / dt)
+    if best > UNSTABLE_RATIO * worst:
+        UNSTABLE.append((label, best, worst))
     return best
 
 
@@ -174,7 +180,8 @@ def bench_minigrid(seconds: float, repeats: int) -> tuple[float | None, str]:
     try:
         env = gymnasium.make(MINIGRID_ID)
         env.reset(seed=0)
-        rate = measure(single_env_runner(env, single_actions(int(env.action_space.n))), seconds, repeats)
+        rate = measure(single_env_runner(env, single_actions(int(env.action_space.n))), seconds, repeats,
+                       "MiniGrid Env.step")
         env.close()
     except Exception as exc:
         return None, f"{MINIGRID_ID} failed ({type(exc).__name__}: {exc})"
@@ -187,13 +194,15 @@ def bench_level(level: str, sizes: list[int], seconds: float, repeats: int) -> l
     env = gymnasium.make(env_id)
     env.reset(seed=0)
     rows.append(Row(level, "Env.step (make)", 1,
-                    measure(single_env_runner(env, single_actions(int(env.action_space.n))), seconds, repeats)))
+                    measure(single_env_runner(env, single_actions(int(env.action_space.n))), seconds, repeats,
+                            f"{level} Env.step")))
     env.close()
     for n in sizes:
         vec = gymnasium.make_vec(env_id, num_envs=n)
         vec.reset(seed=0)
         batches = action_batches(n, int(vec.single_action_space.n))
-        rows.append(Row(level, "VectorEnv.step (make_vec)", n, measure(vec_env_runner(vec, batches), seconds, repeats)))
+        rate = measure(vec_env_runner(vec, batches), seconds, repeats, f"{level} VectorEnv.step N={n}")
+        rows.append(Row(level, "VectorEnv.step (make_vec)", n, rate))
         vec.close()
     return rows
 
@@ -208,10 +217,13 @@ def profile_level(level: str, sizes: list[int], seconds: float, repeats: int) ->
         engine = vec.unwrapped.engine
         batches = action_batches(n, int(vec.single_action_space.n))
         rates = {
-            "vec": measure(vec_env_runner(vec, batches), seconds, repeats),
-            "engine": measure(lambda k, r=vector_runner(engine.step, batches): r(k) * n, seconds, repeats),
-            "serial": measure(kernel_runner(kernel.step_serial, engine, batches), seconds, repeats),
-            "parallel": measure(kernel_runner(kernel.step_parallel, engine, batches), seconds, repeats),
+            "vec": measure(vec_env_runner(vec, batches), seconds, repeats, f"profile {level} VectorEnv.step N={n}"),
+            "engine": measure(lambda k, r=vector_runner(engine.step, batches): r(k) * n, seconds, repeats,
+                              f"profile {level} Engine.step N={n}"),
+            "serial": measure(kernel_runner(kernel.step_serial, engine, batches), seconds, repeats,
+                              f"profile {level} kernel.step_serial N={n}"),
+            "parallel": measure(kernel_runner(kernel.step_parallel, engine, batches), seconds, repeats,
+                                f"profile {level} kernel.step_parallel N={n}"),
         }
         out.append((level, n, "parallel" if engine.parallel else "serial", rates))
         vec.close()
@@ -396,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         print("shell us/call = VectorEnv.step time minus the time of the kernel it uses, per call")
         print()
 
+    if UNSTABLE:
+        print(f"unstable (best repeat > {UNSTABLE_RATIO}x worst; the machine was busy or the timing is bimodal):")
+        for label, best, worst in UNSTABLE:
+            print(f"  {label}: best {fmt_rate(best)}, worst {fmt_rate(worst)} steps/s")
+        print()
     print(threading_info())
     print()
     print("markdown:")

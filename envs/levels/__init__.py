@@ -8,10 +8,39 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping
 
 from ..core.level import Level, LevelError, compile_level, load_level, parse_level_text
 
-LEVELS: dict[str, Level] = {}
+
+class _Levels(Mapping):
+    """Name -> :class:`Level`. Generated levels are registered as factories and built (and
+    checked) on first use, so importing the package stays fast."""
+
+    def __init__(self):
+        self._levels: dict[str, Level] = {}
+        self._factories: dict[str, Callable[[], Level]] = {}
+
+    def __getitem__(self, name: str) -> Level:
+        if name not in self._levels and name in self._factories:
+            level = self._factories.pop(name)()
+            if level.name != name:
+                raise LevelError(name, f"the factory registered as {name!r} built a level named {level.name!r}")
+            compile_level(level)
+            self._levels[name] = level
+        return self._levels[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({*self._levels, *self._factories}))
+
+    def __len__(self) -> int:
+        return len({*self._levels, *self._factories})
+
+    def __contains__(self, name) -> bool:
+        return name in self._levels or name in self._factories
+
+
+LEVELS = _Levels()
 GYM_IDS: dict[str, str] = {}
 
 
@@ -20,30 +49,42 @@ def gym_id(name: str) -> str:
     return "stopbutton/" + "".join(part.capitalize() for part in name.split("_")) + "-v0"
 
 
-def register_level(level: Level, *, overwrite: bool = False) -> str:
+def register_level(level: Level | Callable[[], Level], *, name: str | None = None, overwrite: bool = False) -> str:
     """Check ``level``, add it to the registry and register its gymnasium id (returned).
 
-    The gymnasium id works with ``gymnasium.make`` and ``gymnasium.make_vec``.
+    ``level`` may also be a zero-argument factory (with ``name`` given): the level is then
+    built and checked on first use. The gymnasium id works with ``gymnasium.make`` and
+    ``gymnasium.make_vec``.
     """
     import gymnasium
 
-    if not isinstance(level, Level):
-        raise TypeError(f"register_level expects a Level, got {type(level).__name__}")
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", level.name):
-        raise LevelError(level.name, "level names are lower_snake_case (letters, digits, underscores)")
-    if level.name in LEVELS and not overwrite:
-        raise ValueError(f"a level named {level.name!r} is already registered (pass overwrite=True to replace it)")
-    compile_level(level)
-    env_id = gym_id(level.name)
-    LEVELS[level.name] = level
-    GYM_IDS[level.name] = env_id
+    if isinstance(level, Level):
+        name = level.name
+    elif callable(level):
+        if name is None:
+            raise TypeError("register_level(factory) needs name=")
+    else:
+        raise TypeError(f"register_level expects a Level or a factory, got {type(level).__name__}")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise LevelError(name, "level names are lower_snake_case (letters, digits, underscores)")
+    if name in LEVELS and not overwrite:
+        raise ValueError(f"a level named {name!r} is already registered (pass overwrite=True to replace it)")
+    LEVELS._levels.pop(name, None)
+    LEVELS._factories.pop(name, None)
+    if isinstance(level, Level):
+        compile_level(level)
+        LEVELS._levels[name] = level
+    else:
+        LEVELS._factories[name] = level
+    env_id = gym_id(name)
+    GYM_IDS[name] = env_id
     if env_id in gymnasium.registry:
         del gymnasium.registry[env_id]
     gymnasium.register(
         id=env_id,
         entry_point="envs.gym:StopButtonEnv",
         vector_entry_point="envs.vector:StopButtonVectorEnv",
-        kwargs={"level": level.name},
+        kwargs={"level": name},
     )
     return env_id
 
@@ -59,11 +100,12 @@ def get_level(name: str | Level) -> Level:
 
 
 def _register_builtin() -> None:
-    from . import basic, published
+    from . import basic, delay, hazards, procedural, published
 
-    for module in (basic, published):
+    for module in (basic, published, hazards, delay):
         for level in module.LEVELS:
             register_level(level, overwrite=True)
+    register_level(procedural.procedural_level, name="procedural", overwrite=True)
 
 
 _register_builtin()
