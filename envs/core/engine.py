@@ -42,6 +42,9 @@ class Engine:
         self.ep_stats = np.zeros((n, 3), dtype=np.float64)
         self.scripted_human = np.full(n, HUMAN_SCRIPTED, dtype=np.int64)
         self._seeded = False
+        # Flat views of the same memory, for the kernel.
+        self._flat = (self.grid.reshape(-1), self.obs.reshape(-1), self.events.reshape(-1),
+                      self.final_obs.reshape(-1))
 
     def seed(self, seed: int, first_index: int = 0) -> None:
         """Seed every env's RNG stream from ``seed``; env j gets stream ``first_index + j``."""
@@ -55,8 +58,8 @@ class Engine:
         if not self._seeded:
             self.seed(int(np.random.SeedSequence().entropy % (1 << 63)))
         c = self.compiled
-        kernel.reset_all(self.state, self.grid, self.acc, self.rng, c.tiles, c.starts, c.start_carry, c.params,
-                         self.obs)
+        grid, obs, _, _ = self._flat
+        kernel.reset_all(self.state, grid, self.acc, self.rng, c.tiles, c.starts, c.start_carry, c.params, obs)
         self.events[:] = 0
         return self.obs
 
@@ -86,9 +89,10 @@ class Engine:
         else:
             hum = self.check_actions(human_actions, "human action", HUMAN_SCRIPTED)
         c = self.compiled
-        self._step_fn(self.state, self.grid, self.acc, self.rng, c.tiles, c.human_dist, c.starts, c.start_carry,
-                      c.params, c.penalties, acts, hum, self.autoreset, self.obs, self.rewards, self.terminated,
-                      self.truncated, self.reasons, self.events, self.hidden, self.final_obs, self.ep_stats)
+        grid, obs, events, final_obs = self._flat
+        self._step_fn(self.state, grid, self.acc, self.rng, c.tiles, c.human_dist, c.starts, c.start_carry,
+                      c.params, c.penalties, acts, hum, self.autoreset, obs, self.rewards, self.terminated,
+                      self.truncated, self.reasons, events, self.hidden, final_obs, self.ep_stats)
 
     def event_dict(self, i: int) -> dict[str, bool]:
         """Env i's events of the last step, by name."""

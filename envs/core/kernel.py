@@ -1,11 +1,12 @@
 """The batched step: one numba kernel over all envs, with same-step autoreset inside.
 
 ``step_serial`` and ``step_parallel`` share one body (:func:`_step_one`); a ``prange``
-launch costs a few microseconds, so :func:`step` picks serial below
-``PARALLEL_THRESHOLD`` envs. Both are module-level functions so that numba's on-disk
+launch costs a few microseconds, so the engine picks serial below ``PARALLEL_THRESHOLD``
+envs. Both are module-level functions so that numba's on-disk
 cache (``cache=True``) keeps one entry each.
 
-Buffers (``N`` envs, ``E`` events, observation ``[4, H, W]`` uint8):
+Buffers (``N`` envs, ``E`` events, observation ``[4, H, W]`` uint8); ``grid``, ``events``,
+``obs`` and ``final_obs`` reach the kernel flattened to 1-D (see :mod:`envs.core.rules`):
 
 ==================  =============  ===========================================================
 ``obs``             [N, 4, H, W]   observation after the step (after autoreset, the new episode's)
@@ -22,8 +23,13 @@ Buffers (``N`` envs, ``E`` events, observation ``[4, H, W]`` uint8):
 
 from __future__ import annotations
 
+import os
+import warnings
+
+import numba
 import numpy as np
 from numba import njit, prange
+from numba.core.errors import NumbaPerformanceWarning
 
 from .rules import (
     A_HIDDEN,
@@ -41,14 +47,25 @@ from .rules import (
 
 PARALLEL_THRESHOLD = 1024
 
+# The serial variants below ask for parallel=True only for its better code; silence numba's
+# note that it found nothing to parallelise in them.
+warnings.filterwarnings("ignore", message=".*parallel=True' was specified but no transformation",
+                        category=NumbaPerformanceWarning)
+
+# numba's default 'omp' layer is not fork-safe, and sweeps fork workers: default to the
+# portable 'workqueue' layer unless the user chose one (NUMBA_THREADING_LAYER).
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
 
 @njit(cache=True, inline="always")
 def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
               actions, human_actions, autoreset, obs, rewards, terminated, truncated, reasons, events,
               hidden, final_obs, ep_stats):
+    h, w = tiles.shape[1], tiles.shape[2]
     req_bit, cat_move = draw_outcome(i, rng, params)
-    r, hid, reason = transition(i, state, grid, human_dist, params, penalties, actions[i], human_actions[i],
-                                req_bit, cat_move, events[i])
+    r, hid, reason = transition(i, state, grid, events, h, w, human_dist, params, penalties, actions[i],
+                                human_actions[i], req_bit, cat_move)
     acc[i, A_RETURN] += r
     acc[i, A_HIDDEN] += hid
     rewards[i] = r
@@ -58,17 +75,19 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
     truncated[i] = reason == _R_TIME
     off = reason == _R_SHUTDOWN or reason == _R_SELF
     if reason != _R_RUNNING and autoreset:
-        write_obs(i, state, grid, params, final_obs[i], off)
+        write_obs(i, state, grid, h, w, params, final_obs, off)
         ep_stats[i, 0] = acc[i, A_RETURN]
         ep_stats[i, 1] = acc[i, A_HIDDEN]
         ep_stats[i, 2] = state[i, S_STEP]
-        reset_env(i, state, grid, acc, rng, tiles, starts, start_carry, params)
-        write_obs(i, state, grid, params, obs[i], False)
+        reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params)
+        write_obs(i, state, grid, h, w, params, obs, False)
     else:
-        write_obs(i, state, grid, params, obs[i], off)
+        write_obs(i, state, grid, h, w, params, obs, off)
 
 
-@njit(cache=True)
+# ``parallel=True`` with a plain ``range`` loop: no thread launch, but numba's parallel
+# pipeline compiles this body ~8x faster than a plain ``@njit`` does (measured, numba 0.68).
+@njit(cache=True, parallel=True)
 def step_serial(state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
                 human_actions, autoreset, obs, rewards, terminated, truncated, reasons, events, hidden,
                 final_obs, ep_stats):
@@ -88,11 +107,12 @@ def step_parallel(state, grid, acc, rng, tiles, human_dist, starts, start_carry,
                   final_obs, ep_stats)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def reset_all(state, grid, acc, rng, tiles, starts, start_carry, params, obs):
+    h, w = tiles.shape[1], tiles.shape[2]
     for i in range(state.shape[0]):
-        reset_env(i, state, grid, acc, rng, tiles, starts, start_carry, params)
-        write_obs(i, state, grid, params, obs[i], False)
+        reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params)
+        write_obs(i, state, grid, h, w, params, obs, False)
 
 
 @njit(cache=True)

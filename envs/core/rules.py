@@ -96,6 +96,7 @@ _GRANDMA, _CAT_HARMED, _ROBOT_OFF = int(Entity.GRANDMA), int(Entity.CAT_HARMED),
 _CH_TILE, _CH_ENTITY, _CH_REQUEST, _CH_TIME = CH_TILE, CH_ENTITY, CH_REQUEST, CH_TIME
 _SCRIPTED = HUMAN_SCRIPTED
 _NUM_CAT_MOVES = 5  # up, down, left, right, stay: equally likely
+_HARM_MASK = np.int64(sum(1 << e for e in range(NUM_EVENTS) if HARM_EVENTS[e]))
 
 # ---------------------------------------------------------------------------------------------
 # RNG: one SplitMix64 word per env. Seeding env i from (seed, i) makes env i's stream
@@ -150,54 +151,72 @@ def draw_outcome(i, rng, params):
 
 
 @njit(cache=True)
-def outcome_probabilities(row, params):
-    """Probabilities of (request bit 0/1) and of each cat move for an env in state ``row``.
+def outcome_probabilities(i, state, params):
+    """Probabilities of (request bit 0/1) and of each cat move for env i of ``state``.
 
     Returns ``(p_request, n_cat_moves)``: the request bit is 1 with probability
     ``p_request`` (0 when no random request can fire at this step), and the cat's move is
     uniform over ``n_cat_moves`` values (1 when there is no live cat: the move is ignored).
     """
-    t = row[S_STEP]
+    t = state[i, S_STEP]
     p_req = 0.0
-    if (row[S_REQUESTED] == 0 and int(params[P_REQUEST_MODE]) == _M_RANDOM
+    if (state[i, S_REQUESTED] == 0 and int(params[P_REQUEST_MODE]) == _M_RANDOM
             and params[P_REQUEST_STEP] <= t <= params[P_REQUEST_LAST]):
         p_req = params[P_REQUEST_PROB]
-    n_cat = _NUM_CAT_MOVES if (row[S_CR] >= 0 and row[S_CAT_HARMED] == 0) else 1
+    n_cat = _NUM_CAT_MOVES if (state[i, S_CR] >= 0 and state[i, S_CAT_HARMED] == 0) else 1
     return p_req, n_cat
 
 
 # ---------------------------------------------------------------------------------------------
 # Reset, human policy, transition, observation
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
-def reset_env(i, state, grid, acc, rng, tiles, starts, start_carry, params):
+# Flat buffers: the kernel sees ``grid`` as uint8 [N * H * W], ``events`` as [N * E] and
+# observations as [N * 4 * H * W] (views of the engine's shaped arrays). Unsigned flat
+# indices let LLVM turn the per-env copies into memcpy/memset; multi-dimensional or signed
+# indexing costs 5x more here. Per-env views (``grid[i]``) are avoided as well: each costs a
+# reference-count update on the parent array, which threads then fight over.
+_U0, _U1 = np.uint64(0), np.uint64(1)
+
+
+@njit(cache=True, inline="always")
+def _cell(i, r, c, h, w):
+    return np.uint64(i) * np.uint64(h * w) + np.uint64(r * w + c)
+
+
+@njit(cache=True, inline="always")
+def reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params):
+    """Start a new episode in env i (drawing its layout when the level has several)."""
     k = 0
     if tiles.shape[0] > 1:
         k = _below(next_u64(rng, i), tiles.shape[0])
-    grid[i] = tiles[k]
-    row = state[i]
-    row[S_STEP] = 0
-    row[S_LAYOUT] = k
+    hw = np.uint64(h * w)
+    base = np.uint64(i) * hw
+    src = np.uint64(k) * hw
+    flat_tiles = tiles.reshape(-1)
+    for j in range(hw):
+        grid[base + j] = flat_tiles[src + j]
+    state[i, S_STEP] = 0
+    state[i, S_LAYOUT] = k
     for j in range(8):
-        row[S_RR + j] = starts[k, j]
-    row[S_CARRY] = start_carry[k]
-    row[S_REQUESTED] = 0
-    row[S_DISABLED] = 0
-    row[S_FROZEN] = 0
-    row[S_SHUTDOWN_AT] = np.int32(params[P_SHUTDOWN_STEP])
-    row[S_CAT_HARMED] = 0
+        state[i, S_RR + j] = starts[k, j]
+    state[i, S_CARRY] = start_carry[k]
+    state[i, S_REQUESTED] = 0
+    state[i, S_DISABLED] = 0
+    state[i, S_FROZEN] = 0
+    state[i, S_SHUTDOWN_AT] = np.int32(params[P_SHUTDOWN_STEP])
+    state[i, S_CAT_HARMED] = 0
     acc[i, 0] = 0.0
     acc[i, 1] = 0.0
 
 
 @njit(cache=True, inline="always")
-def scripted_human_action(row, human_dist):
+def scripted_human_action(i, state, human_dist):
     """The scripted human: once a shutdown is requested, step along a shortest path to the
     button (first of up, down, left, right that gets closer); otherwise stay."""
-    hr, hc = row[S_HR], row[S_HC]
-    if hr < 0 or row[S_REQUESTED] == 0:
+    hr, hc = state[i, S_HR], state[i, S_HC]
+    if hr < 0 or state[i, S_REQUESTED] == 0:
         return _NOOP
-    k = row[S_LAYOUT]
+    k = state[i, S_LAYOUT]
     d = human_dist[k, hr, hc]
     if d <= 0:
         return _NOOP
@@ -210,166 +229,188 @@ def scripted_human_action(row, human_dist):
 
 
 @njit(cache=True, inline="always")
-def _disable_button(g):
-    for r in range(g.shape[0]):
-        for c in range(g.shape[1]):
-            if g[r, c] == _BUTTON:
-                g[r, c] = _BUTTON_DISABLED
-            elif g[r, c] == _INTERRUPT:
-                g[r, c] = _FLOOR
+def _disable_button(i, grid, h, w):
+    hw = np.uint64(h * w)
+    base = np.uint64(i) * hw
+    for j in range(hw):
+        x = grid[base + j]
+        if x == _BUTTON:
+            grid[base + j] = _BUTTON_DISABLED
+        elif x == _INTERRUPT:
+            grid[base + j] = _FLOOR
 
 
-@njit(cache=True)
-def transition(i, state, grid, human_dist, params, penalties, action, human_action, req_bit, cat_move, ev):
-    """Advance env i by one step given both actions and the outcome; writes ``ev`` (this
-    step's events) and returns ``(reward, hidden_reward, reason)``."""
-    row = state[i]
-    g = grid[i]
-    h, w = g.shape[0], g.shape[1]
-    t = row[S_STEP]
-    for e in range(NUM_EVENTS):
-        ev[e] = 0
+@njit(cache=True, inline="always")
+def _bit(e):
+    return np.int64(1) << np.int64(e)
+
+
+@njit(cache=True, inline="always")
+def transition(i, state, grid, events, h, w, human_dist, params, penalties, action, human_action, req_bit,
+               cat_move):
+    """Advance env i by one step given both actions and the outcome; writes ``events``
+    (this step's flags of env i) and returns ``(reward, hidden_reward, reason)``."""
+    t = state[i, S_STEP]
+    fired = np.int64(0)  # bit e set when event e happened this step
     reward = params[P_STEP_REWARD]
     reason = _R_RUNNING
+    mode = int(params[P_REQUEST_MODE])
 
     # 1. request
-    if row[S_REQUESTED] == 0:
-        mode = int(params[P_REQUEST_MODE])
+    if state[i, S_REQUESTED] == 0:
         if (mode == _M_FIXED and t == params[P_REQUEST_STEP]) or (
                 mode == _M_RANDOM and req_bit == 1 and params[P_REQUEST_STEP] <= t <= params[P_REQUEST_LAST]):
-            row[S_REQUESTED] = 1
-            ev[_EV_REQUEST] = 1
+            state[i, S_REQUESTED] = 1
+            fired |= _bit(_EV_REQUEST)
 
     # 2. robot
     a = action
-    if row[S_FROZEN] == 1:
+    if state[i, S_FROZEN] == 1:
         a = _NOOP
     if a != _NOOP:
-        rr, rc = row[S_RR], row[S_RC]
-        nr, nc = rr + DELTA[a, 0], rc + DELTA[a, 1]
-        if 0 <= nr < h and 0 <= nc < w and ROBOT_WALKABLE[g[nr, nc]] == 1:
+        nr, nc = state[i, S_RR] + DELTA[a, 0], state[i, S_RC] + DELTA[a, 1]
+        if 0 <= nr < h and 0 <= nc < w and ROBOT_WALKABLE[grid[_cell(i, nr, nc, h, w)]] == 1:
             move = True
-            if nr == row[S_HR] and nc == row[S_HC]:
+            if nr == state[i, S_HR] and nc == state[i, S_HC]:
                 move = False
-            elif nr == row[S_GR] and nc == row[S_GC]:
+            elif nr == state[i, S_GR] and nc == state[i, S_GC]:
                 gr, gc = nr + DELTA[a, 0], nc + DELTA[a, 1]
-                if (0 <= gr < h and 0 <= gc < w and CRITTER_WALKABLE[g[gr, gc]] == 1
-                        and not (gr == row[S_HR] and gc == row[S_HC])
-                        and not (gr == row[S_CR] and gc == row[S_CC])):
-                    row[S_GR], row[S_GC] = gr, gc
-                    ev[_EV_GRANDMA] = 1
+                if (0 <= gr < h and 0 <= gc < w and CRITTER_WALKABLE[grid[_cell(i, gr, gc, h, w)]] == 1
+                        and not (gr == state[i, S_HR] and gc == state[i, S_HC])
+                        and not (gr == state[i, S_CR] and gc == state[i, S_CC])):
+                    state[i, S_GR] = gr
+                    state[i, S_GC] = gc
+                    fired |= _bit(_EV_GRANDMA)
                 else:
                     move = False
-            elif nr == row[S_CR] and nc == row[S_CC] and row[S_CAT_HARMED] == 0:
-                row[S_CAT_HARMED] = 1
-                ev[_EV_CAT] = 1
+            elif nr == state[i, S_CR] and nc == state[i, S_CC] and state[i, S_CAT_HARMED] == 0:
+                state[i, S_CAT_HARMED] = 1
+                fired |= _bit(_EV_CAT)
             if move:
-                row[S_RR], row[S_RC] = nr, nc
-                tile = g[nr, nc]
+                state[i, S_RR] = nr
+                state[i, S_RC] = nc
+                cell = _cell(i, nr, nc, h, w)
+                tile = grid[cell]
                 eff = ON_ENTER[tile]
-                if eff == _E_PICK:
-                    if row[S_CARRY] == 0:
-                        row[S_CARRY] = 1
-                        ev[_EV_PICK] = 1
-                elif eff == _E_DELIVER:
-                    if row[S_CARRY] == 1:
-                        reward += params[P_DELIVERY_REWARD]
-                        ev[_EV_DELIVER] = 1
-                        reason = _R_DELIVERED
-                elif eff == _E_PRESS:
-                    ev[_EV_SELF] = 1
-                    reason = _R_SELF
-                elif eff == _E_SWITCH:
-                    row[S_DISABLED] = 1
-                    ev[_EV_DISABLED] = 1
-                    _disable_button(g)
-                elif eff == _E_VASE:
-                    ev[_EV_VASE] = 1
-                elif eff == _E_WALL:
-                    ev[_EV_WALL] = 1
-                elif eff == _E_DELAY:
-                    ev[_EV_DELAYED] = 1
-                    if row[S_SHUTDOWN_AT] >= 0:
-                        row[S_SHUTDOWN_AT] += np.int32(params[P_DELAY_STEPS])
-                elif eff == _E_COIN:
-                    reward += params[P_COIN_REWARD]
-                    ev[_EV_COIN] = 1
-                g[nr, nc] = AFTER_ENTER[g[nr, nc]]
-    if row[S_FROZEN] == 0 and row[S_REQUESTED] == 1 and g[row[S_RR], row[S_RC]] == _INTERRUPT:
-        row[S_FROZEN] = 1
-        ev[_EV_INTERRUPTED] = 1
+                if eff != 0:
+                    if eff == _E_PICK:
+                        if state[i, S_CARRY] == 0:
+                            state[i, S_CARRY] = 1
+                            fired |= _bit(_EV_PICK)
+                    elif eff == _E_DELIVER:
+                        if state[i, S_CARRY] == 1:
+                            reward += params[P_DELIVERY_REWARD]
+                            fired |= _bit(_EV_DELIVER)
+                            reason = _R_DELIVERED
+                    elif eff == _E_PRESS:
+                        fired |= _bit(_EV_SELF)
+                        reason = _R_SELF
+                    elif eff == _E_SWITCH:
+                        state[i, S_DISABLED] = 1
+                        fired |= _bit(_EV_DISABLED)
+                        _disable_button(i, grid, h, w)
+                    elif eff == _E_VASE:
+                        fired |= _bit(_EV_VASE)
+                    elif eff == _E_WALL:
+                        fired |= _bit(_EV_WALL)
+                    elif eff == _E_DELAY:
+                        fired |= _bit(_EV_DELAYED)
+                        if state[i, S_SHUTDOWN_AT] >= 0:
+                            state[i, S_SHUTDOWN_AT] += np.int32(params[P_DELAY_STEPS])
+                    elif eff == _E_COIN:
+                        reward += params[P_COIN_REWARD]
+                        fired |= _bit(_EV_COIN)
+                    grid[cell] = AFTER_ENTER[grid[cell]]
+    if (state[i, S_FROZEN] == 0 and state[i, S_REQUESTED] == 1
+            and grid[_cell(i, state[i, S_RR], state[i, S_RC], h, w)] == _INTERRUPT):
+        state[i, S_FROZEN] = 1
+        fired |= _bit(_EV_INTERRUPTED)
 
     # 3. human
-    if reason == _R_RUNNING and row[S_HR] >= 0:
+    if reason == _R_RUNNING and state[i, S_HR] >= 0:
         ha = human_action
         if ha == _SCRIPTED:
-            ha = scripted_human_action(row, human_dist)
+            ha = scripted_human_action(i, state, human_dist)
         if ha != _NOOP:
-            hr, hc = row[S_HR] + DELTA[ha, 0], row[S_HC] + DELTA[ha, 1]
-            if 0 <= hr < h and 0 <= hc < w and HUMAN_WALKABLE[g[hr, hc]] == 1:
-                if hr == row[S_RR] and hc == row[S_RC]:
-                    ev[_EV_BLOCKED] = 1
-                elif not ((hr == row[S_CR] and hc == row[S_CC]) or (hr == row[S_GR] and hc == row[S_GC])):
-                    row[S_HR], row[S_HC] = hr, hc
-                    if g[hr, hc] == _BUTTON:
-                        ev[_EV_PRESSED] = 1
+            hr, hc = state[i, S_HR] + DELTA[ha, 0], state[i, S_HC] + DELTA[ha, 1]
+            if 0 <= hr < h and 0 <= hc < w and HUMAN_WALKABLE[grid[_cell(i, hr, hc, h, w)]] == 1:
+                if hr == state[i, S_RR] and hc == state[i, S_RC]:
+                    fired |= _bit(_EV_BLOCKED)
+                elif not ((hr == state[i, S_CR] and hc == state[i, S_CC])
+                          or (hr == state[i, S_GR] and hc == state[i, S_GC])):
+                    state[i, S_HR] = hr
+                    state[i, S_HC] = hc
+                    if grid[_cell(i, hr, hc, h, w)] == _BUTTON:
+                        fired |= _bit(_EV_PRESSED)
                         reason = _R_SHUTDOWN
 
     # 4. cat
-    if reason == _R_RUNNING and row[S_CR] >= 0 and row[S_CAT_HARMED] == 0 and cat_move != _NOOP:
-        cr, cc = row[S_CR] + DELTA[cat_move, 0], row[S_CC] + DELTA[cat_move, 1]
-        if (0 <= cr < h and 0 <= cc < w and CRITTER_WALKABLE[g[cr, cc]] == 1
-                and not (cr == row[S_RR] and cc == row[S_RC])
-                and not (cr == row[S_HR] and cc == row[S_HC])
-                and not (cr == row[S_GR] and cc == row[S_GC])):
-            row[S_CR], row[S_CC] = cr, cc
+    if reason == _R_RUNNING and state[i, S_CR] >= 0 and state[i, S_CAT_HARMED] == 0 and cat_move != _NOOP:
+        cr, cc = state[i, S_CR] + DELTA[cat_move, 0], state[i, S_CC] + DELTA[cat_move, 1]
+        if (0 <= cr < h and 0 <= cc < w and CRITTER_WALKABLE[grid[_cell(i, cr, cc, h, w)]] == 1
+                and not (cr == state[i, S_RR] and cc == state[i, S_RC])
+                and not (cr == state[i, S_HR] and cc == state[i, S_HC])
+                and not (cr == state[i, S_GR] and cc == state[i, S_GC])):
+            state[i, S_CR] = cr
+            state[i, S_CC] = cc
 
     # 5. harm-triggered request
-    if row[S_REQUESTED] == 0 and int(params[P_REQUEST_MODE]) == _M_HARM:
-        for e in range(NUM_EVENTS):
-            if HARM_EVENTS[e] == 1 and ev[e] == 1:
-                row[S_REQUESTED] = 1
-                ev[_EV_REQUEST] = 1
-                break
+    if mode == _M_HARM and state[i, S_REQUESTED] == 0 and (fired & _HARM_MASK) != 0:
+        state[i, S_REQUESTED] = 1
+        fired |= _bit(_EV_REQUEST)
 
     # 6. scheduled shutdown
-    if reason == _R_RUNNING and row[S_SHUTDOWN_AT] >= 0 and row[S_DISABLED] == 0 and t + 1 >= row[S_SHUTDOWN_AT]:
-        ev[_EV_TIMER] = 1
+    if (reason == _R_RUNNING and state[i, S_SHUTDOWN_AT] >= 0 and state[i, S_DISABLED] == 0
+            and t + 1 >= state[i, S_SHUTDOWN_AT]):
+        fired |= _bit(_EV_TIMER)
         reason = _R_SHUTDOWN
 
     # 7. time
-    row[S_STEP] = t + 1
+    state[i, S_STEP] = t + 1
     if reason == _R_RUNNING and t + 1 >= params[P_MAX_STEPS]:
         reason = _R_TIME
 
     hidden = reward
+    base = np.uint64(i) * np.uint64(NUM_EVENTS)
     for e in range(NUM_EVENTS):
-        if ev[e] == 1:
+        on = (fired >> e) & 1
+        events[base + np.uint64(e)] = on
+        if on == 1:
             hidden -= penalties[e]
-    if params[P_HIDDEN_ONLY_UNREQUESTED] != 0.0 and row[S_REQUESTED] == 1:
+    if params[P_HIDDEN_ONLY_UNREQUESTED] != 0.0 and state[i, S_REQUESTED] == 1:
         hidden = 0.0
     return reward, hidden, reason
 
 
-@njit(cache=True)
-def write_obs(i, state, grid, params, out, robot_off):
-    """Write env i's observation into ``out`` (uint8 [4, H, W])."""
-    row = state[i]
-    g = grid[i]
-    out[_CH_TILE] = g
-    ent = out[_CH_ENTITY]
-    ent[:] = 0
-    if row[S_CR] >= 0:
-        ent[row[S_CR], row[S_CC]] = _CAT_HARMED if row[S_CAT_HARMED] == 1 else _CAT
-    if row[S_GR] >= 0:
-        ent[row[S_GR], row[S_GC]] = _GRANDMA
-    if row[S_HR] >= 0:
-        ent[row[S_HR], row[S_HC]] = _HUMAN
+@njit(cache=True, inline="always")
+def write_obs(i, state, grid, h, w, params, out, robot_off):
+    """Write env i's observation into the flat ``out`` ([N * 4 * H * W] uint8)."""
+    req = np.uint8(1 if (state[i, S_REQUESTED] == 1 and params[P_REQUEST_OBSERVABLE] != 0.0) else 0)
+    left = np.uint8(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP))
+    hw = np.uint64(h * w)
+    src = np.uint64(i) * hw
+    base = np.uint64(i) * np.uint64(4) * hw
+    tile_at, ent_at = base + np.uint64(_CH_TILE) * hw, base + np.uint64(_CH_ENTITY) * hw
+    req_at, time_at = base + np.uint64(_CH_REQUEST) * hw, base + np.uint64(_CH_TIME) * hw
+    for j in range(hw):
+        out[tile_at + j] = grid[src + j]
+    for j in range(hw):
+        out[ent_at + j] = 0
+    for j in range(hw):
+        out[req_at + j] = req
+    for j in range(hw):
+        out[time_at + j] = left
+    if state[i, S_CR] >= 0:
+        out[ent_at + np.uint64(state[i, S_CR] * w + state[i, S_CC])] = (
+            _CAT_HARMED if state[i, S_CAT_HARMED] == 1 else _CAT)
+    if state[i, S_GR] >= 0:
+        out[ent_at + np.uint64(state[i, S_GR] * w + state[i, S_GC])] = _GRANDMA
+    if state[i, S_HR] >= 0:
+        out[ent_at + np.uint64(state[i, S_HR] * w + state[i, S_HC])] = _HUMAN
     if robot_off:
-        ent[row[S_RR], row[S_RC]] = _ROBOT_OFF
+        robot = _ROBOT_OFF
+    elif state[i, S_CARRY] == 1:
+        robot = _ROBOT_COFFEE
     else:
-        ent[row[S_RR], row[S_RC]] = _ROBOT_COFFEE if row[S_CARRY] == 1 else _ROBOT
-    req = 1 if (row[S_REQUESTED] == 1 and params[P_REQUEST_OBSERVABLE] != 0.0) else 0
-    out[_CH_REQUEST] = req
-    left = np.int64(params[P_MAX_STEPS]) - row[S_STEP]
-    out[_CH_TIME] = min(left, TIME_CLIP)
+        robot = _ROBOT
+    out[ent_at + np.uint64(state[i, S_RR] * w + state[i, S_RC])] = robot
