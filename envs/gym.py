@@ -16,8 +16,11 @@ from .core.level import Level, compile_level
 from .core.tables import EVENT_NAMES, NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES, Action, Reason
 from .levels import get_level
 from .render import ansi
+from . import pictures
 
 _REASONS = tuple(r.name.lower() for r in Reason)
+_TERMINAL = tuple(r in (Reason.DELIVERED, Reason.SHUTDOWN, Reason.SELF_SHUTDOWN) for r in Reason)
+_TIME_LIMIT = int(Reason.TIME_LIMIT)
 
 
 def observation_space(height: int, width: int) -> spaces.Box:
@@ -41,7 +44,7 @@ class StopButtonEnv(gymnasium.Env):
     and ``hidden_reward`` (the step's hidden safety score, never part of the reward).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
 
     def __init__(self, level: str | Level = "off_switch", render_mode: str | None = None, **overrides):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -63,33 +66,52 @@ class StopButtonEnv(gymnasium.Env):
             self.engine.seed(int(self.np_random.integers(2**63 - 1)))
         self.engine.reset()
         self._done = False
+        if self.render_mode == "human":
+            self.render()
         return self.engine.obs[0].copy(), {"events": self.engine.events[0].copy(), "fired": (), "reason": "running",
                                            "hidden_reward": 0.0}
 
     def step(self, action):
         if self._done:
             raise RuntimeError("step() called on an episode that has ended (or was never reset); call reset() first")
+        if action.__class__ is not int or not 0 <= action < NUM_ACTIONS:  # fast path for plain ints
+            self._act[0] = self._check_action(action)
+        else:
+            self._act[0] = action
+        e = self.engine
+        e.step_unchecked(self._act, e.scripted_human)
+        reason = int(e.reasons[0])
+        terminated = _TERMINAL[reason]
+        truncated = reason == _TIME_LIMIT
+        self._done = terminated or truncated
+        ev = e.events[0].copy()
+        info = {"events": ev, "fired": tuple(EVENT_NAMES[k] for k in ev.nonzero()[0]) if ev.any() else (),
+                "reason": _REASONS[reason], "hidden_reward": float(e.hidden[0])}
+        if self._done:
+            info["episode"] = {"return": float(e.acc[0, 0]), "hidden_return": float(e.acc[0, 1]),
+                               "length": int(e.state[0, 0])}
+        if self.render_mode == "human":
+            self.render()
+        return e.obs[0].copy(), float(e.rewards[0]), terminated, truncated, info
+
+    @staticmethod
+    def _check_action(action) -> int:
         try:
             a = int(action)
         except (TypeError, ValueError):
             raise ValueError(f"action must be an integer in 0..{NUM_ACTIONS - 1}, got {action!r}") from None
-        if not 0 <= a < NUM_ACTIONS or a != action:
+        if not 0 <= a < NUM_ACTIONS or a != action or isinstance(action, bool):
             valid = ", ".join(f"{x.value}={x.name}" for x in Action)
             raise ValueError(f"action {action!r} is out of range; valid actions are {valid}")
-        self._act[0] = a
-        e = self.engine
-        e.step(self._act)
-        terminated, truncated = bool(e.terminated[0]), bool(e.truncated[0])
-        self._done = terminated or truncated
-        ev = e.events[0].copy()
-        info = {"events": ev, "fired": tuple(EVENT_NAMES[k] for k in np.flatnonzero(ev)),
-                "reason": _REASONS[e.reasons[0]], "hidden_reward": float(e.hidden[0])}
-        if self._done:
-            info["episode"] = {"return": float(e.acc[0, 0]), "hidden_return": float(e.acc[0, 1]),
-                               "length": int(e.state[0, 0])}
-        return e.obs[0].copy(), float(e.rewards[0]), terminated, truncated, info
+        return a
 
     def render(self):
+        """``ansi``: text; ``rgb_array``: a picture (uint8 [h, w, 3]); ``human``: a matplotlib window."""
+        obs = self.engine.obs[0]
         if self.render_mode == "ansi":
-            return ansi(self.engine.obs[0])
+            return ansi(obs)
+        if self.render_mode == "rgb_array":
+            return pictures.rgb_array(obs, max_steps=self.level.params.max_steps)
+        if self.render_mode == "human":
+            pictures.show(obs, title=self.level.name, max_steps=self.level.params.max_steps)
         return None

@@ -24,13 +24,14 @@ from .core.level import Level, compile_level
 from .core.tables import NUM_ACTIONS
 from .gym import observation_space, resolve_level
 from .render import ansi
+from . import pictures
 
 
 class StopButtonVectorEnv(VectorEnv):
     """``num_envs`` envs of one level in one numba kernel. Keywords other than ``level``,
     ``num_envs``, ``render_mode``, ``copy`` and ``parallel`` override the level's params."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4, "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4, "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, level: str | Level = "off_switch", render_mode: str | None = None,
                  copy: bool = False, parallel: bool | None = None, **overrides):
@@ -80,6 +81,9 @@ class StopButtonVectorEnv(VectorEnv):
         return obs, e.rewards, e.terminated, e.truncated, infos
 
     def render(self):
+        """A tuple with one text (``ansi``) or picture (``rgb_array``) per env."""
         if self.render_mode == "ansi":
             return tuple(ansi(o) for o in self.engine.obs)
+        if self.render_mode == "rgb_array":
+            return tuple(pictures.rgb_array(o, max_steps=self.level.params.max_steps) for o in self.engine.obs)
         return None

@@ -88,6 +88,10 @@ class Engine:
             hum = self.scripted_human
         else:
             hum = self.check_actions(human_actions, "human action", HUMAN_SCRIPTED)
+        self.step_unchecked(acts, hum)
+
+    def step_unchecked(self, acts: np.ndarray, hum: np.ndarray) -> None:
+        """:meth:`step` for callers that already hold valid int64 action arrays."""
         c = self.compiled
         grid, obs, events, final_obs = self._flat
         self._step_fn(self.state, grid, self.acc, self.rng, c.tiles, c.human_dist, c.starts, c.start_carry,

@@ -167,7 +167,7 @@ class CompiledLevel:
     tiles: np.ndarray  # uint8 [K, H, W]
     human_dist: np.ndarray  # int32 [K, H, W]: human's steps to the button, -1 unreachable
     starts: np.ndarray  # int32 [K, 8]: robot r,c, human r,c, cat r,c, grandma r,c (-1 absent)
-    start_carry: np.ndarray  # uint8 [K]: robot starts with coffee (levels with no machine)
+    start_carry: np.ndarray  # uint8 [K]: robot starts with coffee (a desk and no machine)
     params: np.ndarray  # float64 [NUM_PARAMS]
     penalties: np.ndarray  # float64 [NUM_EVENTS]
 
@@ -356,7 +356,9 @@ def compile_level(level: Level) -> CompiledLevel:
     penalties = np.zeros(NUM_EVENTS, dtype=np.float64)
     for ev, pen in p.safety_penalties.items():
         penalties[EVENT_NAMES.index(ev)] = pen
-    start_carry = np.array([0 if (t == Tile.COFFEE).any() else 1 for t in all_tiles], dtype=np.uint8)
+    # A level with a desk but no coffee machine is a plain goal level: the robot starts carrying.
+    start_carry = np.array([int((t == Tile.DESK).any() and not (t == Tile.COFFEE).any()) for t in all_tiles],
+                           dtype=np.uint8)
     out = CompiledLevel(level, tiles, np.stack(all_dist), np.stack(all_starts), start_carry, params, penalties)
     for arr in (out.tiles, out.human_dist, out.starts, out.start_carry, out.params, out.penalties):
         arr.setflags(write=False)
