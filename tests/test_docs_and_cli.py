@@ -51,3 +51,15 @@ def test_demo_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "experiments.demo", "--episodes", "16", "--levels", "coffee"],
                          capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert "coffee" in out and "100.0%" in out
+
+
+def test_bench_cli_smoke():
+    out = subprocess.run([sys.executable, "-m", "envs.bench", "--quick", "--sizes", "1", "64", "--levels", "coffee"],
+                         capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert "VectorEnv.step" in out and "MiniGrid" in out and "| coffee |" in out
+
+
+def test_bench_rejects_unknown_levels():
+    res = subprocess.run([sys.executable, "-m", "envs.bench", "--quick", "--levels", "nowhere", "--no-minigrid"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode != 0 and "nowhere" in res.stderr
