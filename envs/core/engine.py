@@ -64,6 +64,9 @@ class Engine:
         return self.obs
 
     def check_actions(self, actions, name: str = "action", sentinel: int = -1) -> np.ndarray:
+        if (actions.__class__ is np.ndarray and actions.dtype == np.int64 and actions.shape == (self.num_envs,)
+                and kernel.first_invalid(actions, NUM_ACTIONS, sentinel) < 0):
+            return actions  # the common case, checked in one numba pass
         arr = np.asarray(actions)
         if arr.shape != (self.num_envs,):
             arr = arr.reshape(-1) if arr.size == self.num_envs else arr
