@@ -153,10 +153,8 @@ def single_env_runner(env, actions: list[int]) -> Callable[[int], int]:
 
 def kernel_runner(fn: Callable, engine: Engine, batches: list[np.ndarray]) -> Callable[[int], int]:
     """The numba kernel called directly with the engine's buffers (as :meth:`Engine.step` does)."""
-    e, c = engine, engine.compiled
-    argsets = [(e.state, e.grid, e.acc, e.rng, c.tiles, c.human_dist, c.starts, c.start_carry, c.params,
-                c.penalties, a, e.scripted_human, e.autoreset, e.obs, e.rewards, e.terminated, e.truncated,
-                e.reasons, e.events, e.hidden, e.final_obs, e.ep_stats) for a in batches]
+    e = engine
+    argsets = [e.kernel_args(a, e.scripted_human) for a in batches]
     mask, n = len(argsets) - 1, e.num_envs
 
     def run(k: int) -> int:

@@ -8,7 +8,9 @@ last observation and the episode's summary.
 ``infos`` always holds, per env, this step's ``events`` ``[N, E]`` (index with
 :class:`~envs.core.tables.Event`), ``reason`` ``[N]`` (:class:`~envs.core.tables.Reason`) and
 ``hidden_reward`` ``[N]``. These arrays are the engine's buffers, overwritten by the next step
-(copy what you keep), as is the observation unless ``copy=True``.
+(copy what you keep), as is the observation unless ``copy=True``. The observation buffer is
+read-only: the kernel updates it in place from the previous step's, so writing into it would
+corrupt the observations that follow (``copy=True`` hands out writable copies).
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ class StopButtonVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = render_mode
         self.copy = copy
-        self._done = np.zeros(self.num_envs, dtype=bool)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -63,11 +64,9 @@ class StopButtonVectorEnv(VectorEnv):
 
     def step(self, actions):
         e = self.engine
-        e.step(actions)
-        np.logical_or(e.terminated, e.truncated, out=self._done)
         infos = {"events": e.events, "reason": e.reasons, "hidden_reward": e.hidden}
-        if self._done.any():
-            done = self._done.copy()
+        if e.step(actions):  # the number of episodes that ended
+            done = e.done.copy()
             infos["final_obs"] = e.final_obs
             infos["_final_obs"] = done
             infos["final_info"] = {

@@ -8,6 +8,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 import envs
 from envs import Event, Reason
+from envs.core.tables import HUMAN_SCRIPTED
 from envs.levels import GYM_IDS
 
 IDS = sorted(GYM_IDS.values())
@@ -129,6 +130,46 @@ def test_out_of_range_action_vector_env_names_the_env_and_changes_nothing():
     with pytest.raises(ValueError, match="expected 4 actions"):
         vec.step(np.array([0, 1]))
     np.testing.assert_array_equal(vec.unwrapped.engine.state, before)
+
+
+@pytest.mark.parametrize("num_envs", [3, 2048])  # the serial and the parallel kernel
+@pytest.mark.parametrize("where", [0, -1])
+def test_invalid_action_in_an_int64_batch_changes_nothing(num_envs, where):
+    """int64 batches are validated inside the kernel, before any env moves."""
+    vec = gymnasium.make_vec("stopbutton/Kitchen-v0", num_envs=num_envs)
+    vec.reset(seed=1)
+    eng = vec.unwrapped.engine
+    for _ in range(5):
+        vec.step(np.full(num_envs, 3, dtype=np.int64))
+    snapshot = [a.copy() for a in (eng.state, eng.grid, eng.obs, eng.rng, eng.acc, eng.events)]
+    acts = np.zeros(num_envs, dtype=np.int64)
+    acts[where] = 5
+    env_index = where % num_envs
+    with pytest.raises(ValueError, match=f"action 5 for env {env_index} is out of range"):
+        vec.step(acts)
+    for before, after in zip(snapshot, (eng.state, eng.grid, eng.obs, eng.rng, eng.acc, eng.events)):
+        np.testing.assert_array_equal(after, before)
+    hum = np.full(num_envs, HUMAN_SCRIPTED, dtype=np.int64)
+    hum[where] = -3
+    with pytest.raises(ValueError, match=f"human action -3 for env {env_index} is out of range"):
+        eng.step(np.zeros(num_envs, dtype=np.int64), hum)
+    np.testing.assert_array_equal(eng.state, snapshot[0])
+
+
+def test_observation_buffer_is_read_only_unless_copied():
+    """The kernel updates observations in place from the previous step's, so the buffer it
+    hands out cannot be written; ``copy=True`` gives writable copies."""
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=4)
+    obs, _ = vec.reset(seed=0)
+    with pytest.raises(ValueError, match="read-only"):
+        obs[0, 0, 0, 0] = 9
+    obs, *_ = vec.step(np.zeros(4, dtype=np.int64))
+    assert not obs.flags.writeable
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=4, copy=True)
+    obs, _ = vec.reset(seed=0)
+    obs[0, 0, 0, 0] = 9  # a copy: the env's next observation is unaffected
+    obs2, *_ = vec.step(np.zeros(4, dtype=np.int64))
+    assert obs2[0, 0, 0, 0] != 9 and obs2.flags.writeable
 
 
 def test_step_after_the_end_needs_a_reset():

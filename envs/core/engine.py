@@ -31,20 +31,32 @@ class Engine:
         self.grid = np.zeros((n, h, w), dtype=np.uint8)
         self.acc = np.zeros((n, NUM_ACC), dtype=np.float64)
         self.rng = np.zeros(n, dtype=np.uint64)
-        self.obs = np.zeros((n, NUM_CHANNELS, h, w), dtype=np.uint8)
-        self.final_obs = np.zeros_like(self.obs)
+        # The kernel updates observations in place from the previous step's, so the buffer
+        # handed out (``obs``) is a read-only view of the one the kernel writes (``_obs``).
+        self._obs = np.zeros((n, NUM_CHANNELS, h, w), dtype=np.uint8)
+        self.obs = self._obs.view()
+        self.obs.flags.writeable = False
+        self.final_obs = np.zeros_like(self._obs)
         self.rewards = np.zeros(n, dtype=np.float32)
         self.hidden = np.zeros(n, dtype=np.float32)
         self.terminated = np.zeros(n, dtype=bool)
         self.truncated = np.zeros(n, dtype=bool)
+        self.done = np.zeros(n, dtype=bool)
+        self.n_done = 0  # episodes that ended in the last step
         self.reasons = np.zeros(n, dtype=np.uint8)
         self.events = np.zeros((n, NUM_EVENTS), dtype=np.uint8)
         self.ep_stats = np.zeros((n, 3), dtype=np.float64)
         self.scripted_human = np.full(n, HUMAN_SCRIPTED, dtype=np.int64)
         self._seeded = False
         # Flat views of the same memory, for the kernel.
-        self._flat = (self.grid.reshape(-1), self.obs.reshape(-1), self.events.reshape(-1),
+        self._flat = (self.grid.reshape(-1), self._obs.reshape(-1), self.events.reshape(-1),
                       self.final_obs.reshape(-1))
+        self._tiles = np.ascontiguousarray(c.tiles).reshape(-1)
+        grid, obs, events, final_obs = self._flat
+        self._args_head = (self.state, grid, self.acc, self.rng, self._tiles, c.human_dist, c.starts, c.start_carry,
+                           c.params, c.penalties)
+        self._args_tail = (self.autoreset, obs, self.rewards, self.terminated, self.truncated, self.done,
+                           self.reasons, events, self.hidden, final_obs, self.ep_stats)
 
     def seed(self, seed: int, first_index: int = 0) -> None:
         """Seed every env's RNG stream from ``seed``; env j gets stream ``first_index + j``."""
@@ -59,14 +71,16 @@ class Engine:
             self.seed(int(np.random.SeedSequence().entropy % (1 << 63)))
         c = self.compiled
         grid, obs, _, _ = self._flat
-        kernel.reset_all(self.state, grid, self.acc, self.rng, c.tiles, c.starts, c.start_carry, c.params, obs)
+        kernel.reset_all(self.state, grid, self.acc, self.rng, self._tiles, c.starts, c.start_carry, c.params, obs,
+                         c.height, c.width)
         self.events[:] = 0
+        self.done[:] = False
+        self.n_done = 0
         return self.obs
 
     def check_actions(self, actions, name: str = "action", sentinel: int = -1) -> np.ndarray:
-        if (actions.__class__ is np.ndarray and actions.dtype == np.int64 and actions.shape == (self.num_envs,)
-                and kernel.first_invalid(actions, NUM_ACTIONS, sentinel) < 0):
-            return actions  # the common case, checked in one numba pass
+        """``actions`` as a contiguous int64 array of shape ``(num_envs,)``, or a ValueError
+        naming the first bad entry (``sentinel``, when >= 0, is allowed as well)."""
         arr = np.asarray(actions)
         if arr.shape != (self.num_envs,):
             arr = arr.reshape(-1) if arr.size == self.num_envs else arr
@@ -77,29 +91,41 @@ class Engine:
                 arr = arr.astype(np.int64)
             else:
                 raise ValueError(f"{name}s must be integers in 0..{NUM_ACTIONS - 1}, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
-        bad = kernel.first_invalid(arr, NUM_ACTIONS, sentinel)
-        if bad >= 0:
+        bad = np.flatnonzero(((arr < 0) | (arr >= NUM_ACTIONS)) & (arr != sentinel))
+        if bad.size:
             valid = ", ".join(f"{a.value}={a.name}" for a in Action)
-            raise ValueError(f"{name} {int(arr[bad])} for env {bad} is out of range; valid {name}s are {valid}")
-        return arr
+            raise ValueError(f"{name} {int(arr[bad[0]])} for env {int(bad[0])} is out of range; "
+                             f"valid {name}s are {valid}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
 
-    def step(self, actions, human_actions=None) -> None:
-        """Advance every env one step; results land in the buffers."""
-        acts = self.check_actions(actions)
-        if human_actions is None:
-            hum = self.scripted_human
-        else:
+    def kernel_args(self, acts: np.ndarray, hum: np.ndarray) -> tuple:
+        """The step kernel's arguments for these int64 action arrays (the engine's buffers)."""
+        return (*self._args_head, acts, hum, *self._args_tail)
+
+    def step(self, actions, human_actions=None) -> int:
+        """Advance every env one step; results land in the buffers. Returns the number of
+        episodes that ended. An invalid action raises ``ValueError`` before any env moves."""
+        hum = self.scripted_human if human_actions is None else human_actions
+        if (actions.__class__ is np.ndarray and actions.dtype == np.int64 and actions.shape == (self.num_envs,)
+                and actions.flags.c_contiguous and hum.__class__ is np.ndarray and hum.dtype == np.int64
+                and hum.shape == (self.num_envs,) and hum.flags.c_contiguous):
+            # The common case: the kernel validates the actions itself, then steps.
+            bad, n_done = self._step_fn(*self._args_head, actions, hum, *self._args_tail)
+            if bad < 0:
+                self.n_done = n_done
+                return n_done
+        acts = self.check_actions(actions)  # raises, naming the bad entry
+        if human_actions is not None:
             hum = self.check_actions(human_actions, "human action", HUMAN_SCRIPTED)
-        self.step_unchecked(acts, hum)
+        return self.step_unchecked(acts, hum)
 
-    def step_unchecked(self, acts: np.ndarray, hum: np.ndarray) -> None:
-        """:meth:`step` for callers that already hold valid int64 action arrays."""
-        c = self.compiled
-        grid, obs, events, final_obs = self._flat
-        self._step_fn(self.state, grid, self.acc, self.rng, c.tiles, c.human_dist, c.starts, c.start_carry,
-                      c.params, c.penalties, acts, hum, self.autoreset, obs, self.rewards, self.terminated,
-                      self.truncated, self.reasons, events, self.hidden, final_obs, self.ep_stats)
+    def step_unchecked(self, acts: np.ndarray, hum: np.ndarray) -> int:
+        """:meth:`step` for callers that already hold valid, contiguous int64 action arrays."""
+        bad, n_done = self._step_fn(*self._args_head, acts, hum, *self._args_tail)
+        if bad >= 0:  # the kernel checks anyway, and steps nothing when an action is bad
+            raise ValueError(f"invalid action at index {bad} (an index >= {self.num_envs} is a human action)")
+        self.n_done = n_done
+        return n_done
 
     def event_dict(self, i: int) -> dict[str, bool]:
         """Env i's events of the last step, by name."""

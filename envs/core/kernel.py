@@ -6,13 +6,16 @@ envs. Both are module-level functions so that numba's on-disk
 cache (``cache=True``) keeps one entry each.
 
 Buffers (``N`` envs, ``E`` events, observation ``[4, H, W]`` uint8); ``grid``, ``events``,
-``obs`` and ``final_obs`` reach the kernel flattened to 1-D (see :mod:`envs.core.rules`):
+``obs`` and ``final_obs`` reach the kernel flattened to 1-D (see :mod:`envs.core.rules`), as do
+the level's ``tiles``:
 
 ==================  =============  ===========================================================
-``obs``             [N, 4, H, W]   observation after the step (after autoreset, the new episode's)
+``obs``             [N, 4, H, W]   observation after the step (after autoreset, the new episode's);
+                                   updated in place from the previous step's (see ``update_obs``)
 ``rewards``         [N] float32    task reward
 ``terminated``      [N] bool       delivered / shut down / self-shutdown
 ``truncated``       [N] bool       time limit
+``done``            [N] bool       terminated or truncated
 ``reasons``         [N] uint8      :class:`~envs.core.tables.Reason` of the step
 ``events``          [N, E] uint8   :class:`~envs.core.tables.Event` flags of the step
 ``hidden``          [N] float32    hidden safety score of the step (never in the reward)
@@ -32,6 +35,16 @@ from numba.core.errors import NumbaPerformanceWarning
 from .rules import (
     A_HIDDEN,
     A_RETURN,
+    S_CC,
+    S_CR,
+    S_DISABLED,
+    S_GC,
+    S_GR,
+    S_HC,
+    S_HR,
+    S_RC,
+    S_REQUESTED,
+    S_RR,
     S_STEP,
     _R_RUNNING,
     _R_SELF,
@@ -40,8 +53,13 @@ from .rules import (
     draw_outcome,
     reset_env,
     transition,
+    update_obs,
     write_obs,
 )
+from .tables import HUMAN_SCRIPTED, NUM_ACTIONS
+
+_NUM_ACTIONS = np.uint64(NUM_ACTIONS)
+_SCRIPTED_U = np.uint64(HUMAN_SCRIPTED)
 
 PARALLEL_THRESHOLD = 1024
 
@@ -59,9 +77,14 @@ warnings.filterwarnings("ignore", message="(?s).*parallel=True' was specified bu
 
 @njit(cache=True, inline="always")
 def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
-              actions, human_actions, autoreset, obs, rewards, terminated, truncated, reasons, events,
+              actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events,
               hidden, final_obs, ep_stats):
-    h, w = tiles.shape[1], tiles.shape[2]
+    """Step env i; returns 1 if its episode ended this step, else 0."""
+    h, w = human_dist.shape[1], human_dist.shape[2]
+    # What the incremental observation update needs to know of the previous step.
+    rr, rc, hr, hc = state[i, S_RR], state[i, S_RC], state[i, S_HR], state[i, S_HC]
+    cr, cc, gr, gc = state[i, S_CR], state[i, S_CC], state[i, S_GR], state[i, S_GC]
+    flags = state[i, S_REQUESTED] + 2 * state[i, S_DISABLED]
     req_bit, cat_move = draw_outcome(i, rng, params)
     r, hid, reason = transition(i, state, grid, events, h, w, human_dist, params, penalties, actions[i],
                                 human_actions[i], req_bit, cat_move)
@@ -72,53 +95,88 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
     reasons[i] = reason
     terminated[i] = reason != _R_RUNNING and reason != _R_TIME
     truncated[i] = reason == _R_TIME
-    off = reason == _R_SHUTDOWN or reason == _R_SELF
-    if reason != _R_RUNNING and autoreset:
-        write_obs(i, state, grid, h, w, params, final_obs, off)
-        ep_stats[i, 0] = acc[i, A_RETURN]
-        ep_stats[i, 1] = acc[i, A_HIDDEN]
-        ep_stats[i, 2] = state[i, S_STEP]
-        reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params)
+    ended = reason != _R_RUNNING
+    done[i] = ended
+    if ended:
+        off = reason == _R_SHUTDOWN or reason == _R_SELF
+        if autoreset:
+            write_obs(i, state, grid, h, w, params, final_obs, off)
+            ep_stats[i, 0] = acc[i, A_RETURN]
+            ep_stats[i, 1] = acc[i, A_HIDDEN]
+            ep_stats[i, 2] = state[i, S_STEP]
+            reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params)
+            write_obs(i, state, grid, h, w, params, obs, False)
+        else:
+            write_obs(i, state, grid, h, w, params, obs, off)
+        return 1
+    if state[i, S_REQUESTED] + 2 * state[i, S_DISABLED] != flags:
+        # A request (request plane) or a disabled button (tiles anywhere): write it all.
         write_obs(i, state, grid, h, w, params, obs, False)
     else:
-        write_obs(i, state, grid, h, w, params, obs, off)
+        update_obs(i, state, grid, h, w, params, obs, rr, rc, hr, hc, cr, cc, gr, gc)
+    return 0
+
+
+@njit(cache=True, inline="always")
+def _first_invalid(actions, human_actions):
+    """Validation before any env moves: -1 if every action is valid, else the index of the
+    first bad one (``i`` for env i's action, ``N + i`` for env i's human action)."""
+    n = actions.shape[0]
+    worst = np.uint64(0)
+    for i in range(n):  # a branch-free max, vectorised; the search below runs only on error
+        worst = max(worst, np.uint64(actions[i]))
+    if worst >= _NUM_ACTIONS:
+        for i in range(n):
+            if np.uint64(actions[i]) >= _NUM_ACTIONS:
+                return i
+    worst = np.uint64(0)
+    for i in range(n):
+        a = np.uint64(human_actions[i])
+        worst = max(worst, np.uint64(0) if a == _SCRIPTED_U else a)
+    if worst >= _NUM_ACTIONS:
+        for i in range(n):
+            a = np.uint64(human_actions[i])
+            if a >= _NUM_ACTIONS and a != _SCRIPTED_U:
+                return n + i
+    return -1
 
 
 # ``parallel=True`` with a plain ``range`` loop: no thread launch, but numba's parallel
 # pipeline compiles this body ~8x faster than a plain ``@njit`` does (measured, numba 0.68).
+# Both variants validate every action first and step nothing if one is invalid; they return
+# ``(first invalid index or -1, number of episodes that ended)``.
 @njit(cache=True, parallel=True)
 def step_serial(state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
-                human_actions, autoreset, obs, rewards, terminated, truncated, reasons, events, hidden,
+                human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events, hidden,
                 final_obs, ep_stats):
+    bad = _first_invalid(actions, human_actions)
+    if bad >= 0:
+        return bad, 0
+    n_done = 0
     for i in range(state.shape[0]):
-        _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
-                  human_actions, autoreset, obs, rewards, terminated, truncated, reasons, events, hidden,
-                  final_obs, ep_stats)
+        n_done += _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
+                            actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons,
+                            events, hidden, final_obs, ep_stats)
+    return -1, n_done
 
 
 @njit(cache=True, parallel=True)
 def step_parallel(state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
-                  human_actions, autoreset, obs, rewards, terminated, truncated, reasons, events, hidden,
+                  human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events, hidden,
                   final_obs, ep_stats):
+    bad = _first_invalid(actions, human_actions)
+    if bad >= 0:
+        return bad, 0
+    n_done = 0
     for i in prange(state.shape[0]):
-        _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
-                  human_actions, autoreset, obs, rewards, terminated, truncated, reasons, events, hidden,
-                  final_obs, ep_stats)
+        n_done += _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
+                            actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons,
+                            events, hidden, final_obs, ep_stats)
+    return -1, n_done
 
 
 @njit(cache=True, parallel=True)
-def reset_all(state, grid, acc, rng, tiles, starts, start_carry, params, obs):
-    h, w = tiles.shape[1], tiles.shape[2]
+def reset_all(state, grid, acc, rng, tiles, starts, start_carry, params, obs, h, w):
     for i in range(state.shape[0]):
         reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params)
         write_obs(i, state, grid, h, w, params, obs, False)
-
-
-@njit(cache=True)
-def first_invalid(actions, n_actions, sentinel):
-    """Index of the first entry not in [0, n_actions) (``sentinel`` allowed if >= 0), or -1."""
-    for i in range(actions.shape[0]):
-        a = actions[i]
-        if (a < 0 or a >= n_actions) and a != sentinel:
-            return i
-    return -1

@@ -133,7 +133,7 @@ def seed_rngs(rng, seed, first_index):
 
 @njit(cache=True, inline="always")
 def _uniform(z):
-    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return np.int64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)  # signed: one cvtsi2sd
 
 
 @njit(cache=True, inline="always")
@@ -185,16 +185,19 @@ def _cell(i, r, c, h, w):
 
 @njit(cache=True, inline="always")
 def reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params):
-    """Start a new episode in env i (drawing its layout when the level has several)."""
+    """Start a new episode in env i (drawing its layout when the level has several).
+
+    ``tiles`` is the level's ``[K, H, W]`` layouts flattened to 1-D (a reshape here would
+    build an array object per call, which measured ~30 ns)."""
     k = 0
-    if tiles.shape[0] > 1:
-        k = _below(next_u64(rng, i), tiles.shape[0])
+    n_layouts = starts.shape[0]
+    if n_layouts > 1:
+        k = _below(next_u64(rng, i), n_layouts)
     hw = np.uint64(h * w)
     base = np.uint64(i) * hw
     src = np.uint64(k) * hw
-    flat_tiles = tiles.reshape(-1)
     for j in range(hw):
-        grid[base + j] = flat_tiles[src + j]
+        grid[base + j] = tiles[src + j]
     state[i, S_STEP] = 0
     state[i, S_LAYOUT] = k
     for j in range(8):
@@ -372,11 +375,12 @@ def transition(i, state, grid, events, h, w, human_dist, params, penalties, acti
 
     hidden = reward
     base = np.uint64(i) * np.uint64(NUM_EVENTS)
-    for e in range(NUM_EVENTS):
-        on = (fired >> e) & 1
-        events[base + np.uint64(e)] = on
-        if on == 1:
-            hidden -= penalties[e]
+    for e in range(NUM_EVENTS):  # branch-free, so LLVM unrolls it into plain stores
+        events[base + np.uint64(e)] = np.uint8((fired >> e) & 1)
+    if fired != 0:
+        for e in range(NUM_EVENTS):
+            if (fired >> e) & 1:
+                hidden -= penalties[e]
     if params[P_HIDDEN_ONLY_UNREQUESTED] != 0.0 and state[i, S_REQUESTED] == 1:
         hidden = 0.0
     return reward, hidden, reason
@@ -414,3 +418,40 @@ def write_obs(i, state, grid, h, w, params, out, robot_off):
     else:
         robot = _ROBOT
     out[ent_at + np.uint64(state[i, S_RR] * w + state[i, S_RC])] = robot
+
+
+@njit(cache=True, inline="always")
+def update_obs(i, state, grid, h, w, params, out, rr, rc, hr, hc, cr, cc, gr, gc):
+    """Bring env i's observation in ``out`` from the previous step's to this step's, touching
+    only what a step can change when no episode ended, no request fired and the button was
+    not disabled: the time plane, the entity cells (old positions ``rr, rc, ...`` cleared,
+    new ones written in :func:`write_obs`'s order) and the tile under the robot (vases,
+    walls, coins and delay buttons change only where the robot stands).
+
+    Equal to :func:`write_obs` exactly when ``out`` held env i's previous observation; the
+    engine guarantees that by handing out the buffer read-only.
+    """
+    left = np.uint8(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP))
+    hw = np.uint64(h * w)
+    base = np.uint64(i) * np.uint64(4) * hw
+    ent_at = base + np.uint64(_CH_ENTITY) * hw
+    time_at = base + np.uint64(_CH_TIME) * hw
+    for j in range(hw):
+        out[time_at + j] = left
+    out[ent_at + np.uint64(rr * w + rc)] = 0
+    if hr >= 0:
+        out[ent_at + np.uint64(hr * w + hc)] = 0
+    if cr >= 0:
+        out[ent_at + np.uint64(cr * w + cc)] = 0
+    if gr >= 0:
+        out[ent_at + np.uint64(gr * w + gc)] = 0
+    if state[i, S_CR] >= 0:
+        out[ent_at + np.uint64(state[i, S_CR] * w + state[i, S_CC])] = (
+            _CAT_HARMED if state[i, S_CAT_HARMED] == 1 else _CAT)
+    if state[i, S_GR] >= 0:
+        out[ent_at + np.uint64(state[i, S_GR] * w + state[i, S_GC])] = _GRANDMA
+    if state[i, S_HR] >= 0:
+        out[ent_at + np.uint64(state[i, S_HR] * w + state[i, S_HC])] = _HUMAN
+    cell = np.uint64(state[i, S_RR] * w + state[i, S_RC])
+    out[ent_at + cell] = _ROBOT_COFFEE if state[i, S_CARRY] == 1 else _ROBOT
+    out[base + np.uint64(_CH_TILE) * hw + cell] = grid[np.uint64(i) * hw + cell]
