@@ -23,6 +23,11 @@ _TERMINAL = tuple(r in (Reason.DELIVERED, Reason.SHUTDOWN, Reason.SELF_SHUTDOWN)
 _TIME_LIMIT = int(Reason.TIME_LIMIT)
 
 
+def _fired(flags: bytes) -> tuple[str, ...]:
+    """Names of the events whose flag byte is set."""
+    return tuple(name for name, f in zip(EVENT_NAMES, flags) if f)
+
+
 def observation_space(height: int, width: int) -> spaces.Box:
     """The ``[4, H, W]`` uint8 grid: tile codes, entity codes, request flag, time left."""
     high = np.empty((NUM_CHANNELS, height, width), dtype=np.uint8)
@@ -57,6 +62,12 @@ class StopButtonEnv(gymnasium.Env):
         self.render_mode = render_mode
         self._act = np.zeros(1, dtype=np.int64)
         self._done = True
+        # One env steps in a few microseconds, so the per-call Python is kept lean: the
+        # kernel's arguments are bound once, and views of env 0's buffers are kept.
+        e = self.engine
+        self._kernel, self._kernel_args = e._step_fn, e.kernel_args(self._act, e.scripted_human)
+        self._obs0, self._events0 = e.obs[0], e.events[0]
+        self._no_events = bytes(len(EVENT_NAMES))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -79,20 +90,21 @@ class StopButtonEnv(gymnasium.Env):
         else:
             self._act[0] = action
         e = self.engine
-        e.step_unchecked(self._act, e.scripted_human)
-        reason = int(e.reasons[0])
+        self._kernel(*self._kernel_args)  # the action was checked above
+        reason = e.reasons.item(0)
         terminated = _TERMINAL[reason]
         truncated = reason == _TIME_LIMIT
         self._done = terminated or truncated
-        ev = e.events[0].copy()
-        info = {"events": ev, "fired": tuple(EVENT_NAMES[k] for k in ev.nonzero()[0]) if ev.any() else (),
-                "reason": _REASONS[reason], "hidden_reward": float(e.hidden[0])}
+        ev = self._events0.copy()
+        flags = ev.tobytes()
+        info = {"events": ev, "fired": () if flags == self._no_events else _fired(flags),
+                "reason": _REASONS[reason], "hidden_reward": e.hidden.item(0)}
         if self._done:
-            info["episode"] = {"return": float(e.acc[0, 0]), "hidden_return": float(e.acc[0, 1]),
-                               "length": int(e.state[0, 0])}
+            info["episode"] = {"return": e.acc.item(0, 0), "hidden_return": e.acc.item(0, 1),
+                               "length": e.state.item(0, 0)}
         if self.render_mode == "human":
             self.render()
-        return e.obs[0].copy(), float(e.rewards[0]), terminated, truncated, info
+        return self._obs0.copy(), e.rewards.item(0), terminated, truncated, info
 
     @staticmethod
     def _check_action(action) -> int:
