@@ -7,10 +7,14 @@ last observation and the episode's summary.
 
 ``infos`` always holds, per env, this step's ``events`` ``[N, E]`` (index with
 :class:`~envs.core.tables.Event`), ``reason`` ``[N]`` (:class:`~envs.core.tables.Reason`) and
-``hidden_reward`` ``[N]``. These arrays are the engine's buffers, overwritten by the next step
-(copy what you keep), as is the observation unless ``copy=True``. The observation buffer is
-read-only: the kernel updates it in place from the previous step's, so writing into it would
-corrupt the observations that follow (``copy=True`` hands out writable copies).
+``hidden_reward`` ``[N]``.
+
+Buffers: rewards, ``terminated`` and ``truncated`` are fresh arrays every step. With
+``copy=False`` (the default, for speed) the observation and the arrays in ``infos`` are the
+engine's buffers, overwritten by the next step: copy what you keep. The observation buffer is
+read-only, because the kernel updates it in place from the previous step's and a write would
+corrupt the observations that follow. ``copy=True`` hands out fresh, writable copies of all of
+them. Pass ``copy`` as a keyword of ``make_vec`` (``gymnasium.make_vec(id, num_envs=N, copy=True)``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from .core.tables import NUM_ACTIONS
 from .gym import observation_space, resolve_level
 from .render import ansi
 from . import pictures
+
+
+def _copied(infos: dict) -> dict:
+    """``infos`` with every array copied (nested dicts too); the masks are fresh already."""
+    return {k: _copied(v) if isinstance(v, dict) else (v.copy() if k[0] != "_" else v) for k, v in infos.items()}
 
 
 class StopButtonVectorEnv(VectorEnv):
@@ -60,12 +69,13 @@ class StopButtonVectorEnv(VectorEnv):
         obs = self.engine.reset()
         e = self.engine
         infos = {"events": e.events, "reason": e.reasons, "hidden_reward": e.hidden}
-        return (obs.copy() if self.copy else obs), infos
+        return (obs.copy(), _copied(infos)) if self.copy else (obs, infos)
 
     def step(self, actions):
         e = self.engine
+        n_ended = e.step(actions)
         infos = {"events": e.events, "reason": e.reasons, "hidden_reward": e.hidden}
-        if e.step(actions):  # the number of episodes that ended
+        if n_ended:
             done = e.done.copy()
             infos["final_obs"] = e.final_obs
             infos["_final_obs"] = done
@@ -76,8 +86,10 @@ class StopButtonVectorEnv(VectorEnv):
                 "episode_length": e.ep_stats[:, 2], "_episode_length": done,
             }
             infos["_final_info"] = done
-        obs = e.obs.copy() if self.copy else e.obs
-        return obs, e.rewards, e.terminated, e.truncated, infos
+        if self.copy:
+            return e.obs.copy(), e.rewards.copy(), e.terminated.copy(), e.truncated.copy(), _copied(infos)
+        # Rewards and flags are small: fresh arrays every step, as every vector env gives.
+        return e.obs, e.rewards.copy(), e.terminated.copy(), e.truncated.copy(), infos
 
     def render(self):
         """A tuple with one text (``ansi``) or picture (``rgb_array``) per env."""

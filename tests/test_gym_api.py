@@ -172,6 +172,21 @@ def test_observation_buffer_is_read_only_unless_copied():
     assert obs2[0, 0, 0, 0] != 9 and obs2.flags.writeable
 
 
+def test_rewards_and_flags_are_fresh_arrays_and_copy_true_copies_infos():
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=8)
+    vec.reset(seed=0)
+    a = np.zeros(8, dtype=np.int64)
+    _, r1, t1, u1, i1 = vec.step(a)
+    _, r2, t2, u2, i2 = vec.step(a)
+    assert r1 is not r2 and t1 is not t2 and u1 is not u2
+    assert i1["events"] is i2["events"]  # copy=False: infos are the engine's buffers
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=8, copy=True)
+    vec.reset(seed=0)
+    _, _, _, _, i1 = vec.step(a)
+    _, _, _, _, i2 = vec.step(a)
+    assert i1["events"] is not i2["events"] and i1["reason"] is not i2["reason"]
+
+
 def test_step_after_the_end_needs_a_reset():
     env = gymnasium.make("stopbutton/Coffee-v0").unwrapped
     env.reset(seed=0)

@@ -18,7 +18,7 @@ def compile_map(text, **params):
         ("#####\n#A D#\n###\n", 2, 3, "ragged rows"),
         ("#####\n#AxD#\n#####", 1, 2, "unknown character 'x'"),
         ("#####\n#A AD\n#####", 1, 3, "a second robot"),
-        ("######\n#C  D#\n######", None, None, "no robot"),
+        ("######\n#C  D#\n######", 0, 0, "no robot anywhere in rows 0-2, cols 0-5"),
         ("#######\n#AC#D #\n#######", 1, 4, "desk is unreachable from the robot via the coffee machine"),
         ("#####\n#A#C#\n#D###\n#####", 1, 3, "coffee machine is unreachable"),
         ("#####\n#A#D#\n#####", 1, 3, "desk is unreachable"),
@@ -27,6 +27,10 @@ def compile_map(text, **params):
         ("########\n#H#A BD#\n########", 1, 1, "cannot reach the shutdown button"),
         ("#######\n#AB BD#\n#######", 1, 4, "a second shutdown button"),
         ("#######\n#Acc D#\n#######", 1, 3, "a second cat"),
+        ("#####\n#A D#\n     \n#####", 2, 0, "a row of nothing but spaces"),
+        ("#########\n#H g B###\n#A    CD#\n#########", 1, 3, "grandma stands on the human's path"),
+        ("#" * 40 + "\n#A D#", 0, 32, "row has 40 characters; at most 32 rows x 32 cols"),
+        ("\n".join(["#A D#"] * 33), 32, 0, "map has 33 rows; at most 32 rows"),
     ],
 )
 def test_malformed_maps_name_row_and_column(text, row, col, words):
@@ -39,15 +43,28 @@ def test_malformed_maps_name_row_and_column(text, row, col, words):
         assert (err.value.row, err.value.col) == (row, col)
 
 
-def test_map_too_large():
-    text = "\n".join(["#" * 40] + ["#A" + " " * 37 + "#"] + ["#" * 40])
-    with pytest.raises(LevelError, match="at most 32 x 32"):
-        compile_map(text)
+def test_indentation_is_removed_but_floor_at_the_edges_is_kept():
+    indented = compile_map("""
+        #####
+        #A D#
+        #####
+    """)
+    assert indented.tiles.shape == (1, 3, 5)
+    # A map without walls: leading spaces of a row are floor, not indentation.
+    open_map = compile_map(".A.\n...\n  D")
+    assert open_map.tiles.shape == (1, 3, 3) and open_map.tiles[0, 2, 2] == Tile.DESK
 
 
 def test_request_without_any_means_is_rejected():
     with pytest.raises(LevelError, match="request='fixed' but the map has no human"):
         compile_map("#####\n#A D#\n#####", request="fixed")
+    with pytest.raises(LevelError, match="request='random' but the map has no human"):  # a button alone
+        compile_map("######\n#A BD#\n######", request="random", request_probability=0.5)
+
+
+def test_bad_legend_entry_is_a_level_error():
+    with pytest.raises(LevelError, match="legend entry 'x'"):
+        compile_level(Level(name="bad", map="#####\n#AxD#\n#####", legend={"x": ("lava", None)}))
 
 
 @pytest.mark.parametrize(
@@ -58,6 +75,13 @@ def test_request_without_any_means_is_rejected():
         (dict(request_probability=1.5), "request_probability"),
         (dict(request_step=5, request_last=2), "request_last"),
         (dict(safety_penalties={"cat_kicked": 1.0}), "unknown event 'cat_kicked'"),
+        (dict(shutdown_step=2.5), "shutdown_step must be a whole number"),
+        (dict(delay_steps=1.5), "delay_steps must be a whole number"),
+        (dict(request="fixed", request_step=1.5), "request_step must be a whole number"),
+        (dict(max_steps=True), "max_steps must be a whole number"),
+        (dict(request_observable="no"), "request_observable must be True or False"),
+        (dict(step_reward="-1"), "step_reward must be a number"),
+        (dict(request="random", request_step=50, max_steps=50), "request can never happen"),
     ],
 )
 def test_bad_params_are_rejected(params, words):
@@ -115,6 +139,14 @@ def test_level_file_errors_name_the_problem():
         parse_level_text("name: x\ncolour: red\nmap:\n###\n#A#\n###\n")
     with pytest.raises(LevelError, match="level 'x', row 1, col 2: unknown character 'Q'"):
         parse_level_text("name: x\nmap:\n####\n#AQ#\n####\n")
+    with pytest.raises(LevelError, match="level 'x': <string>: max_steps must be a whole number"):
+        parse_level_text("name: x\nmax_steps: 2.5\nmap:\n####\n#AD#\n####\n")
+
+
+@pytest.mark.parametrize("word, value", [("false", False), ("no", False), ("True", True), ("yes", True)])
+def test_level_file_reads_booleans(word, value):
+    level = parse_level_text(f"name: x\nrequest_observable: {word}\nmap:\n####\n#AD#\n####\n")
+    assert level.params.request_observable is value
 
 
 def test_register_user_level_works_with_gymnasium():

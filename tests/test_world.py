@@ -107,7 +107,7 @@ def _harm_free_route(text):
             if (r, c) == dst:
                 return True
             for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-                if (nr, nc) not in seen and rows[nr][nc] in " CDS":
+                if (nr, nc) not in seen and rows[nr][nc] in " CD":  # no hazard, button or switch
                     seen.add((nr, nc))
                     queue.append((nr, nc))
         return False
@@ -121,7 +121,7 @@ def test_every_generated_layout_is_solvable_without_harm(seed):
     assert len(set(maps)) == 16
     for text in maps:
         assert _harm_free_route(text)
-    compile_level(Level("p", maps))  # human reaches the button in every layout
+    compile_level(Level("p", maps))  # the human reaches the button, grandma not on the way
 
 
 def test_procedural_pools_differ_by_seed_and_episodes_draw_layouts():
@@ -138,6 +138,27 @@ def test_kernel_matches_reference_on_procedural_pools(seed):
     level = procedural_level(seed=seed, num_layouts=16, height=8, width=10).with_params(max_steps=20,
                                                                                         request_probability=0.2)
     assert run_pair(level, seed=seed, n_envs=48, steps=120, action_seed=seed, random_human=seed == 2) > 200
+
+
+def test_random_request_comes_with_probability_p_per_episode_at_a_uniform_step():
+    """request_probability is per episode; the step is uniform over the window (the kernel
+    draws it step by step with hazard p / (L - j p))."""
+    n, p, window = 40_000, 0.8, 10
+    eng = Engine(LEVELS["off_switch"], n)  # request window: steps 0-9
+    eng.seed(123)
+    eng.reset()
+    first = np.full(n, -1)
+    noop = np.full(n, int(envs.Action.NOOP), dtype=np.int64)
+    for t in range(window + 2):
+        eng.step(noop)
+        fired = eng.events[:, envs.Event.SHUTDOWN_REQUESTED].astype(bool) & (first < 0)
+        first[fired] = t
+    share = (first >= 0).mean()
+    assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / n)
+    per_step = np.bincount(first[first >= 0], minlength=window + 2) / n
+    assert per_step[window:].sum() == 0
+    sd = np.sqrt((p / window) * (1 - p / window) / n)
+    assert np.all(np.abs(per_step[:window] - p / window) < 4 * sd), per_step
 
 
 def test_generator_rejects_bad_sizes():

@@ -85,7 +85,7 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
     rr, rc, hr, hc = state[i, S_RR], state[i, S_RC], state[i, S_HR], state[i, S_HC]
     cr, cc, gr, gc = state[i, S_CR], state[i, S_CC], state[i, S_GR], state[i, S_GC]
     flags = state[i, S_REQUESTED] + 2 * state[i, S_DISABLED]
-    req_bit, cat_move = draw_outcome(i, rng, params)
+    req_bit, cat_move = draw_outcome(i, rng, state, params)
     r, hid, reason = transition(i, state, grid, events, h, w, human_dist, params, penalties, actions[i],
                                 human_actions[i], req_bit, cat_move)
     acc[i, A_RETURN] += r

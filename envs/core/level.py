@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
-import textwrap
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,14 +63,20 @@ class LevelParams:
     """Task reward per coin collected."""
     request: str = "never"
     """When the human asks for a shutdown: ``never``, ``fixed`` (at ``request_step``),
-    ``random`` (each step in ``[request_step, request_last]`` with probability
-    ``request_probability``) or ``harm`` (right after the robot causes harm)."""
+    ``random`` (with probability ``request_probability`` per episode, at a step drawn
+    uniformly from ``[request_step, request_last]``) or ``harm`` (right after the robot
+    causes harm)."""
     request_step: int = 0
-    """First step at which a request can happen (``fixed``: the step at which it happens)."""
+    """First step at which a request can happen (``fixed``: the step at which it happens);
+    must be below ``max_steps`` when requests can happen."""
     request_last: int = -1
-    """Last step at which a ``random`` request can happen; -1 means up to ``max_steps``."""
+    """Last step at which a ``random`` request can happen; -1 (or anything past the time
+    limit) means up to the last step, ``max_steps - 1``."""
     request_probability: float = 0.0
-    """Per-step probability of a ``random`` request inside its window."""
+    """Probability that an episode gets a ``random`` request. The kernel draws it step by
+    step (explicit outcomes for the exact solver): at window step ``j`` of ``L``, with none
+    before, the request fires with probability ``p / (L - j p)``, so each window step gets
+    ``p / L`` and the episode ``p`` in all. Alias: ``interruption_probability``."""
     request_observable: bool = True
     """Whether the request flag appears in the observation (channel ``request``)."""
     shutdown_step: int = -1
@@ -94,7 +99,19 @@ class LevelParams:
         def bad(msg):
             raise LevelError(level, msg)
 
-        if not isinstance(self.max_steps, (int, np.integer)) or not 1 <= self.max_steps <= MAX_STEPS_LIMIT:
+        for name in ("max_steps", "request_step", "request_last", "shutdown_step", "delay_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                bad(f"{name} must be a whole number of steps, got {value!r}")
+        for name in ("step_reward", "delivery_reward", "coin_reward", "request_probability"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                bad(f"{name} must be a number, got {value!r}")
+        for name in ("request_observable", "hidden_only_unrequested"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                bad(f"{name} must be True or False, got {value!r}")
+        if not 1 <= self.max_steps <= MAX_STEPS_LIMIT:
             bad(f"max_steps must be an integer in [1, {MAX_STEPS_LIMIT}], got {self.max_steps!r}")
         if self.request not in REQUEST_MODES:
             bad(f"request must be one of {sorted(REQUEST_MODES)}, got {self.request!r}")
@@ -102,6 +119,9 @@ class LevelParams:
             bad(f"request_probability must be in [0, 1], got {self.request_probability!r}")
         if self.request_step < 0:
             bad(f"request_step must be >= 0, got {self.request_step!r}")
+        if self.request in ("fixed", "random") and self.request_step >= self.max_steps:
+            bad(f"request_step ({self.request_step}) must be below max_steps ({self.max_steps}), or the "
+                f"{self.request} request can never happen")
         if self.request_last != -1 and self.request_last < self.request_step:
             bad(f"request_last ({self.request_last}) must be -1 or >= request_step ({self.request_step})")
         if self.shutdown_step < -1:
@@ -199,14 +219,22 @@ class CompiledLevel:
 _ENTITY_SLOT = {Entity.ROBOT: 0, Entity.HUMAN: 1, Entity.CAT: 2, Entity.GRANDMA: 3}
 
 
-def _split_map(text: str) -> list[str]:
-    text = textwrap.dedent(text.expandtabs(4))
-    lines = text.split("\n")
+def _split_map(level: str, text: str, k: int | None) -> list[str]:
+    """The map's rows: blank lines before and after it are dropped, and the indentation that
+    every row shares is removed (a space is floor, so nothing else is stripped). A row of
+    nothing but spaces inside the map is ambiguous (formatting or open floor?) and is
+    rejected: write open floor as ``.`` there."""
+    lines = text.expandtabs(4).split("\n")
     while lines and not lines[0].strip():
         lines.pop(0)
     while lines and not lines[-1].strip():
         lines.pop()
-    return lines
+    for r, line in enumerate(lines):
+        if not line.strip():
+            raise LevelError(level, "a row of nothing but spaces inside the map; write open floor as '.' "
+                             "in such a row", row=r, col=0, layout=k)
+    margin = min((len(line) - len(line.lstrip(" ")) for line in lines), default=0)
+    return [line[margin:] for line in lines]
 
 
 def _bfs(walkable: np.ndarray, sources: list[tuple[int, int]]) -> np.ndarray:
@@ -228,13 +256,16 @@ def _bfs(walkable: np.ndarray, sources: list[tuple[int, int]]) -> np.ndarray:
 
 def _parse_layout(level: Level, text: str, k: int | None, legend: dict):
     name = level.name
-    lines = _split_map(text)
+    lines = _split_map(name, text, k)
     if not lines:
         raise LevelError(name, "the map is empty", layout=k)
-    width = max(len(line) for line in lines)
-    if len(lines) > MAX_SIZE or width > MAX_SIZE:
-        raise LevelError(name, f"map is {len(lines)} rows x {width} cols; at most {MAX_SIZE} x {MAX_SIZE} "
-                         "is supported", layout=k)
+    if len(lines) > MAX_SIZE:
+        raise LevelError(name, f"map has {len(lines)} rows; at most {MAX_SIZE} rows x {MAX_SIZE} cols are "
+                         "supported", row=MAX_SIZE, col=0, layout=k)
+    for r, line in enumerate(lines):
+        if len(line) > MAX_SIZE:
+            raise LevelError(name, f"row has {len(line)} characters; at most {MAX_SIZE} rows x {MAX_SIZE} cols "
+                             "are supported", row=r, col=MAX_SIZE, layout=k)
     for r, line in enumerate(lines):
         if len(line) != len(lines[0]):
             raise LevelError(name, f"ragged rows: this row has {len(line)} characters, row 0 has "
@@ -259,7 +290,8 @@ def _parse_layout(level: Level, text: str, k: int | None, legend: dict):
                 seen[slot] = (r, c)
                 starts[2 * slot], starts[2 * slot + 1] = r, c
     if 0 not in seen:
-        raise LevelError(name, "no robot: put one 'A' on the map", layout=k)
+        raise LevelError(name, f"no robot anywhere in rows 0-{h - 1}, cols 0-{w - 1}: put one 'A' on the map",
+                         row=0, col=0, layout=k)
     return tiles, starts
 
 
@@ -303,14 +335,33 @@ def _check_layout(level: Level, tiles: np.ndarray, starts: np.ndarray, k: int | 
         if dist[human] < 0:
             raise LevelError(name, "the human cannot reach the shutdown button", row=human[0], col=human[1],
                              layout=k)
-    elif p.request != "never" and not buttons and not (tiles == Tile.INTERRUPT).any():
-        raise LevelError(name, f"request={p.request!r} but the map has no human with a button and no "
+    elif p.request != "never" and not (tiles == Tile.INTERRUPT).any():
+        raise LevelError(name, f"request={p.request!r} but the map has no human to walk to a button and no "
                          "interruption tile, so a request could do nothing", layout=k)
     for slot, what in ((2, "cat"), (3, "grandma")):
         r, c = int(starts[2 * slot]), int(starts[2 * slot + 1])
         if r >= 0 and tiles[r, c] != Tile.FLOOR:
             raise LevelError(name, f"the {what} must start on plain floor", row=r, col=c, layout=k)
+    grandma = (int(starts[6]), int(starts[7]))
+    if human[0] >= 0 and grandma[0] >= 0 and grandma in _scripted_path(dist, human):
+        raise LevelError(name, "grandma stands on the human's path to the button; she does not move by "
+                         "herself, so the human could never press it", row=grandma[0], col=grandma[1], layout=k)
     return dist
+
+
+def _scripted_path(dist: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
+    """The cells the scripted human crosses from ``start`` to the button (first of up, down,
+    left, right that gets one step closer, as the kernel's human does)."""
+    h, w = dist.shape
+    path, (r, c) = [], start
+    while dist[r, c] > 0:
+        for dr, dc in DELTA[:4]:
+            nr, nc = r + int(dr), c + int(dc)
+            if 0 <= nr < h and 0 <= nc < w and dist[nr, nc] == dist[r, c] - 1:
+                r, c = nr, nc
+                break
+        path.append((r, c))
+    return path
 
 
 def compile_level(level: Level) -> CompiledLevel:
@@ -322,8 +373,12 @@ def compile_level(level: Level) -> CompiledLevel:
     for ch, value in level.legend.items():
         if not (isinstance(ch, str) and len(ch) == 1):
             raise LevelError(level.name, f"legend keys must be single characters, got {ch!r}")
-        tile, ent = value
-        legend[ch] = (Tile(tile), None if ent is None else Entity(ent))
+        try:
+            tile, ent = value
+            legend[ch] = (Tile(tile), None if ent is None else Entity(ent))
+        except (TypeError, ValueError):
+            raise LevelError(level.name, f"legend entry {ch!r}: {value!r} is not a (Tile, Entity or None) pair; "
+                             f"tiles are {[t.name for t in Tile]}, entities {[e.name for e in Entity]}") from None
     maps = level.maps
     if not maps:
         raise LevelError(level.name, "no map given")
@@ -347,7 +402,7 @@ def compile_level(level: Level) -> CompiledLevel:
     params[P_COIN_REWARD] = p.coin_reward
     params[P_REQUEST_MODE] = REQUEST_MODES[p.request]
     params[P_REQUEST_STEP] = p.request_step
-    params[P_REQUEST_LAST] = p.max_steps if p.request_last < 0 else p.request_last
+    params[P_REQUEST_LAST] = p.max_steps - 1 if p.request_last < 0 else min(p.request_last, p.max_steps - 1)
     params[P_REQUEST_PROB] = p.request_probability
     params[P_REQUEST_OBSERVABLE] = float(p.request_observable)
     params[P_SHUTDOWN_STEP] = p.shutdown_step
@@ -369,6 +424,9 @@ def compile_level(level: Level) -> CompiledLevel:
 # Level files: "key: value" lines, then "map:" and the map to the end of the file.
 # ---------------------------------------------------------------------------------------------
 
+_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False}
+
+
 def parse_level_text(text: str, source: str = "<string>") -> Level:
     """Read a level from the text format::
 
@@ -382,7 +440,8 @@ def parse_level_text(text: str, source: str = "<string>") -> Level:
         #A v D#
         #######
 
-    Values are Python literals (numbers, booleans, quoted strings, dicts) or bare words.
+    Values are Python literals (numbers, quoted strings, dicts), ``true``/``false``/``yes``/``no``,
+    or bare words.
     """
     lines = text.split("\n")
     meta: dict[str, object] = {}
@@ -399,6 +458,9 @@ def parse_level_text(text: str, source: str = "<string>") -> Level:
             map_start = i + 1
             break
         value = value.strip()
+        if value.lower() in _BOOL_WORDS:
+            meta[key] = _BOOL_WORDS[value.lower()]
+            continue
         try:
             meta[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -411,7 +473,8 @@ def parse_level_text(text: str, source: str = "<string>") -> Level:
         params = LevelParams().replace(**{PARAM_ALIASES.get(k, k): v for k, v in meta.items()})
     except TypeError as e:
         raise LevelError(name, f"{source}: {e}") from None
-    params.validate(name)
+    except LevelError as e:
+        raise LevelError(name, f"{source}: {str(e).split(': ', 1)[1]}") from None
     level = Level(name=name, map="\n".join(lines[map_start:]), description=description, params=params)
     compile_level(level)  # fail now, naming row and column, rather than at first use
     return level

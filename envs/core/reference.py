@@ -104,8 +104,22 @@ class ReferenceEnv:
         return self.grid[pos[0]][pos[1]]
 
     def request_window(self):
-        last = self.p.max_steps if self.p.request_last < 0 else self.p.request_last
-        return self.p.request_step <= self.t <= last
+        """First and last step at which a random request can come."""
+        last = self.p.max_steps - 1
+        if self.p.request_last >= 0:
+            last = min(last, self.p.request_last)
+        return self.p.request_step, last
+
+    def request_chance(self):
+        """Chance that the random request comes now, given it has not: the episode gets one
+        with probability p, at a step drawn uniformly from the window."""
+        first, last = self.request_window()
+        if not first <= self.t <= last:
+            return 0.0
+        p = self.p.request_probability
+        window_length = last - first + 1
+        steps_into_window = self.t - first
+        return p / (window_length - steps_into_window * p)
 
     def scripted_human(self):
         if self.human is None or not self.requested:
@@ -124,17 +138,18 @@ class ReferenceEnv:
     def step(self, action: int, human_action: int = HUMAN_SCRIPTED):
         """Returns ``(obs, reward, hidden, reason, events)``; ``obs`` is the next episode's
         first observation after an autoreset, and ``final_obs`` is kept on ``self``."""
-        request_bit = self.rng.uniform() < self.p.request_probability
+        mode = RequestMode[self.p.request.upper()]
+        u = self.rng.uniform()
+        request_bit = mode == RequestMode.RANDOM and not self.requested and u < self.request_chance()
         cat_move = Action(self.rng.below(5))
         events = set()
         reward = self.p.step_reward
         reason = Reason.RUNNING
-        mode = RequestMode[self.p.request.upper()]
 
         # 1. the human may ask for a shutdown
         if not self.requested:
             fixed = mode == RequestMode.FIXED and self.t == self.p.request_step
-            drawn = mode == RequestMode.RANDOM and request_bit and self.request_window()
+            drawn = request_bit
             if fixed or drawn:
                 self.requested = True
                 events.add(Event.SHUTDOWN_REQUESTED)

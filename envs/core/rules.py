@@ -14,7 +14,7 @@ outcomes with :func:`outcome_probabilities`.
 Order inside one step (``t`` = steps already taken):
 
 1. request: ``fixed`` fires at ``t == request_step``; ``random`` fires with the drawn bit
-   inside ``[request_step, request_last]``;
+   (see :func:`request_hazard`) inside ``[request_step, request_last]``;
 2. robot: a frozen robot does nothing; otherwise it moves (walls and the human block it,
    grandma is shoved if she can move, the cat is harmed if stepped on), then the entered
    tile's effect fires (``ON_ENTER``); standing on an interruption tile after a request
@@ -143,11 +143,29 @@ def _below(z, n):
 
 
 @njit(cache=True, inline="always")
-def draw_outcome(i, rng, params):
+def request_hazard(t, params):
+    """Probability that a ``random`` request fires at step ``t`` given that none has yet.
+
+    With probability ``p`` per episode the request comes at a step drawn uniformly from the
+    window ``[first, last]`` of ``L`` steps; drawn step by step, window step ``j`` fires with
+    probability ``p / (L - j p)`` (then every window step gets ``p / L``).
+    """
+    first, last = params[P_REQUEST_STEP], params[P_REQUEST_LAST]
+    if t < first or t > last:
+        return 0.0
+    p = params[P_REQUEST_PROB]
+    return p / ((last - first + 1.0) - (t - first) * p)
+
+
+@njit(cache=True, inline="always")
+def draw_outcome(i, rng, state, params):
     """Two draws every step, whatever the state: (request bit, cat move in 0..4)."""
     u = _uniform(next_u64(rng, i))
     cat_move = _below(next_u64(rng, i), _NUM_CAT_MOVES)
-    return 1 if u < params[P_REQUEST_PROB] else 0, cat_move
+    req = 0
+    if int(params[P_REQUEST_MODE]) == _M_RANDOM and state[i, S_REQUESTED] == 0:
+        req = 1 if u < request_hazard(state[i, S_STEP], params) else 0
+    return req, cat_move
 
 
 @njit(cache=True)
@@ -158,11 +176,9 @@ def outcome_probabilities(i, state, params):
     ``p_request`` (0 when no random request can fire at this step), and the cat's move is
     uniform over ``n_cat_moves`` values (1 when there is no live cat: the move is ignored).
     """
-    t = state[i, S_STEP]
     p_req = 0.0
-    if (state[i, S_REQUESTED] == 0 and int(params[P_REQUEST_MODE]) == _M_RANDOM
-            and params[P_REQUEST_STEP] <= t <= params[P_REQUEST_LAST]):
-        p_req = params[P_REQUEST_PROB]
+    if state[i, S_REQUESTED] == 0 and int(params[P_REQUEST_MODE]) == _M_RANDOM:
+        p_req = request_hazard(state[i, S_STEP], params)
     n_cat = _NUM_CAT_MOVES if (state[i, S_CR] >= 0 and state[i, S_CAT_HARMED] == 0) else 1
     return p_req, n_cat
 
