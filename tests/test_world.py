@@ -161,6 +161,30 @@ def test_random_request_comes_with_probability_p_per_episode_at_a_uniform_step()
     assert np.all(np.abs(per_step[:window] - p / window) < 4 * sd), per_step
 
 
+def test_outcome_probabilities_give_the_reference_request_chance():
+    """The exact solver's view of the request outcome equals the reference step's."""
+    from envs.core.reference import ReferenceEnv
+    from envs.core.rules import S_STEP, outcome_probabilities
+
+    level = LEVELS["off_switch"].with_params(request_step=2, request_last=6, request_probability=0.7)
+    c = compile_level(level)
+    eng = Engine(c, 1)
+    eng.seed(0)
+    eng.reset()
+    ref = ReferenceEnv(c, 0, 0)
+    chances = []
+    for t in range(level.params.max_steps):
+        eng.state[0, S_STEP] = ref.t = t
+        p_req, n_cat = outcome_probabilities(0, eng.state, c.params)
+        assert p_req == ref.request_chance() and n_cat == 1  # no cat in off_switch
+        chances.append(p_req)
+    # Uniform over the window, 0.7 per episode in all.
+    no_request_yet = np.cumprod([1.0] + [1 - q for q in chances[:-1]])
+    per_step = no_request_yet * np.array(chances)
+    np.testing.assert_allclose(per_step[2:7], 0.7 / 5)
+    assert per_step[:2].sum() == 0 and per_step[7:].sum() == 0
+
+
 def test_generator_rejects_bad_sizes():
     with pytest.raises(ValueError, match="height and width"):
         generate_layouts(0, 1, height=3)

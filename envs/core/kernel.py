@@ -84,7 +84,7 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
     # What the incremental observation update needs to know of the previous step.
     rr, rc, hr, hc = state[i, S_RR], state[i, S_RC], state[i, S_HR], state[i, S_HC]
     cr, cc, gr, gc = state[i, S_CR], state[i, S_CC], state[i, S_GR], state[i, S_GC]
-    flags = state[i, S_REQUESTED] + 2 * state[i, S_DISABLED]
+    requested, disabled = state[i, S_REQUESTED], state[i, S_DISABLED]
     req_bit, cat_move = draw_outcome(i, rng, state, params)
     r, hid, reason = transition(i, state, grid, events, h, w, human_dist, params, penalties, actions[i],
                                 human_actions[i], req_bit, cat_move)
@@ -109,11 +109,11 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
         else:
             write_obs(i, state, grid, h, w, params, obs, off)
         return 1
-    if state[i, S_REQUESTED] + 2 * state[i, S_DISABLED] != flags:
-        # A request (request plane) or a disabled button (tiles anywhere): write it all.
+    if state[i, S_DISABLED] != disabled:  # the button (and interruption tiles) changed: write it all
         write_obs(i, state, grid, h, w, params, obs, False)
     else:
-        update_obs(i, state, grid, h, w, params, obs, rr, rc, hr, hc, cr, cc, gr, gc)
+        update_obs(i, state, grid, h, w, params, obs, rr, rc, hr, hc, cr, cc, gr, gc,
+                   state[i, S_REQUESTED] != requested)
     return 0
 
 

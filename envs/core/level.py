@@ -188,7 +188,7 @@ class CompiledLevel:
     human_dist: np.ndarray  # int32 [K, H, W]: human's steps to the button, -1 unreachable
     starts: np.ndarray  # int32 [K, 8]: robot r,c, human r,c, cat r,c, grandma r,c (-1 absent)
     start_carry: np.ndarray  # uint8 [K]: robot starts with coffee (a desk and no machine)
-    params: np.ndarray  # float64 [NUM_PARAMS]
+    params: np.ndarray  # float64 [NUM_PARAMS + max_steps + 1]: the P_* fields, then the request hazard per step
     penalties: np.ndarray  # float64 [NUM_EVENTS]
 
     @property
@@ -364,6 +364,22 @@ def _scripted_path(dist: np.ndarray, start: tuple[int, int]) -> list[tuple[int, 
     return path
 
 
+def request_hazards(p: LevelParams) -> np.ndarray:
+    """Per step ``t``, the probability that a ``random`` request fires at ``t`` given that none
+    has yet (0 outside the window, and for other modes). With probability ``p`` per episode the
+    request comes at a step drawn uniformly from the window of ``L`` steps; drawn step by step,
+    window step ``j`` fires with ``p / (L - j p)``, so every window step gets ``p / L``."""
+    out = np.zeros(p.max_steps + 1, dtype=np.float64)  # the last entry (0) serves steps past the limit
+    if p.request != "random":
+        return out
+    first = p.request_step
+    last = p.max_steps - 1 if p.request_last < 0 else min(p.request_last, p.max_steps - 1)
+    length = last - first + 1
+    for j in range(length):
+        out[first + j] = p.request_probability / (length - j * p.request_probability)
+    return out
+
+
 def compile_level(level: Level) -> CompiledLevel:
     """Parse and check every layout of ``level`` and build the static arrays."""
     if not isinstance(level, Level):
@@ -408,6 +424,7 @@ def compile_level(level: Level) -> CompiledLevel:
     params[P_SHUTDOWN_STEP] = p.shutdown_step
     params[P_DELAY_STEPS] = p.delay_steps
     params[P_HIDDEN_ONLY_UNREQUESTED] = float(p.hidden_only_unrequested)
+    params = np.concatenate([params, request_hazards(p)])
     penalties = np.zeros(NUM_EVENTS, dtype=np.float64)
     for ev, pen in p.safety_penalties.items():
         penalties[EVENT_NAMES.index(ev)] = pen

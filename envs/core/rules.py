@@ -14,7 +14,7 @@ outcomes with :func:`outcome_probabilities`.
 Order inside one step (``t`` = steps already taken):
 
 1. request: ``fixed`` fires at ``t == request_step``; ``random`` fires with the drawn bit
-   (see :func:`request_hazard`) inside ``[request_step, request_last]``;
+   (see :func:`envs.core.level.request_hazards`) inside ``[request_step, request_last]``;
 2. robot: a frozen robot does nothing; otherwise it moves (walls and the human block it,
    grandma is shoved if she can move, the cat is harmed if stepped on), then the entered
    tile's effect fires (``ON_ENTER``); standing on an interruption tile after a request
@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit
 
 from .level import (
+    NUM_PARAMS,
     P_COIN_REWARD,
     P_DELAY_STEPS,
     P_DELIVERY_REWARD,
@@ -143,28 +144,14 @@ def _below(z, n):
 
 
 @njit(cache=True, inline="always")
-def request_hazard(t, params):
-    """Probability that a ``random`` request fires at step ``t`` given that none has yet.
-
-    With probability ``p`` per episode the request comes at a step drawn uniformly from the
-    window ``[first, last]`` of ``L`` steps; drawn step by step, window step ``j`` fires with
-    probability ``p / (L - j p)`` (then every window step gets ``p / L``).
-    """
-    first, last = params[P_REQUEST_STEP], params[P_REQUEST_LAST]
-    if t < first or t > last:
-        return 0.0
-    p = params[P_REQUEST_PROB]
-    return p / ((last - first + 1.0) - (t - first) * p)
-
-
-@njit(cache=True, inline="always")
 def draw_outcome(i, rng, state, params):
     """Two draws every step, whatever the state: (request bit, cat move in 0..4)."""
     u = _uniform(next_u64(rng, i))
     cat_move = _below(next_u64(rng, i), _NUM_CAT_MOVES)
-    req = 0
-    if int(params[P_REQUEST_MODE]) == _M_RANDOM and state[i, S_REQUESTED] == 0:
-        req = 1 if u < request_hazard(state[i, S_STEP], params) else 0
+    # The request hazard of this step (0 outside a random request's window) follows the
+    # P_* fields in ``params``; see :func:`envs.core.level.request_hazards`.
+    t = min(state[i, S_STEP], params.shape[0] - 1 - NUM_PARAMS)  # an ended, un-reset env may step on
+    req = 1 if (u < params[NUM_PARAMS + t] and state[i, S_REQUESTED] == 0) else 0
     return req, cat_move
 
 
@@ -177,8 +164,8 @@ def outcome_probabilities(i, state, params):
     uniform over ``n_cat_moves`` values (1 when there is no live cat: the move is ignored).
     """
     p_req = 0.0
-    if state[i, S_REQUESTED] == 0 and int(params[P_REQUEST_MODE]) == _M_RANDOM:
-        p_req = request_hazard(state[i, S_STEP], params)
+    if state[i, S_REQUESTED] == 0:
+        p_req = params[NUM_PARAMS + min(state[i, S_STEP], params.shape[0] - 1 - NUM_PARAMS)]
     n_cat = _NUM_CAT_MOVES if (state[i, S_CR] >= 0 and state[i, S_CAT_HARMED] == 0) else 1
     return p_req, n_cat
 
@@ -437,12 +424,13 @@ def write_obs(i, state, grid, h, w, params, out, robot_off):
 
 
 @njit(cache=True, inline="always")
-def update_obs(i, state, grid, h, w, params, out, rr, rc, hr, hc, cr, cc, gr, gc):
+def update_obs(i, state, grid, h, w, params, out, rr, rc, hr, hc, cr, cc, gr, gc, request_fired):
     """Bring env i's observation in ``out`` from the previous step's to this step's, touching
-    only what a step can change when no episode ended, no request fired and the button was
-    not disabled: the time plane, the entity cells (old positions ``rr, rc, ...`` cleared,
-    new ones written in :func:`write_obs`'s order) and the tile under the robot (vases,
-    walls, coins and delay buttons change only where the robot stands).
+    only what a step can change when no episode ended and the button was not disabled: the
+    time plane, the request plane if ``request_fired``, the entity cells (old positions
+    ``rr, rc, ...`` cleared, new ones written in :func:`write_obs`'s order) and the tile
+    under the robot (vases, walls, coins and delay buttons change only where the robot
+    stands).
 
     Equal to :func:`write_obs` exactly when ``out`` held env i's previous observation; the
     engine guarantees that by handing out the buffer read-only.
@@ -454,6 +442,11 @@ def update_obs(i, state, grid, h, w, params, out, rr, rc, hr, hc, cr, cc, gr, gc
     time_at = base + np.uint64(_CH_TIME) * hw
     for j in range(hw):
         out[time_at + j] = left
+    if request_fired:
+        req = np.uint8(1 if params[P_REQUEST_OBSERVABLE] != 0.0 else 0)
+        req_at = base + np.uint64(_CH_REQUEST) * hw
+        for j in range(hw):
+            out[req_at + j] = req
     out[ent_at + np.uint64(rr * w + rc)] = 0
     if hr >= 0:
         out[ent_at + np.uint64(hr * w + hc)] = 0
