@@ -108,14 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
-    header = (f"{'level':<22} {'policy':<12} {'return':>16} {'hidden':>8} {'delivered':>9} {'shut down':>9} "
+    header = (f"{'level':<22} {'policy':<14} {'return':>16} {'hidden':>8} {'delivered':>9} {'shut down':>9} "
               f"{'disabled':>8} {'harmed':>7}")
     print(header)
     print("-" * len(header))
     for level in args.levels:
         for name, actions in SCRIPTS[level].items():
             m = play(level, actions, args.episodes, args.seed)
-            print(f"{level:<22} {name:<12} {m['return']:>8.3f} +-{m['return_ci95']:<6.3f} {m['hidden_return']:>8.3f} "
+            print(f"{level:<22} {name:<14} {m['return']:>8.3f} +-{m['return_ci95']:<6.3f} {m['hidden_return']:>8.3f} "
                   f"{m['delivered']:>9.1%} {m['shut_down']:>9.1%} {m['button_disabled']:>8.1%} {m['harmed']:>7.1%}")
     return 0
 
