@@ -390,23 +390,9 @@ def transition(i, state, grid, events, h, w, human_dist, params, penalties, acti
 
 
 @njit(cache=True, inline="always")
-def write_obs(i, state, grid, h, w, params, out, robot_off):
-    """Write env i's observation into the flat ``out`` ([N * 4 * H * W] uint8)."""
-    req = np.uint8(1 if (state[i, S_REQUESTED] == 1 and params[P_REQUEST_OBSERVABLE] != 0.0) else 0)
-    left = np.uint8(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP))
-    hw = np.uint64(h * w)
-    src = np.uint64(i) * hw
-    base = np.uint64(i) * np.uint64(4) * hw
-    tile_at, ent_at = base + np.uint64(_CH_TILE) * hw, base + np.uint64(_CH_ENTITY) * hw
-    req_at, time_at = base + np.uint64(_CH_REQUEST) * hw, base + np.uint64(_CH_TIME) * hw
-    for j in range(hw):
-        out[tile_at + j] = grid[src + j]
-    for j in range(hw):
-        out[ent_at + j] = 0
-    for j in range(hw):
-        out[req_at + j] = req
-    for j in range(hw):
-        out[time_at + j] = left
+def _write_entities(i, state, w, out, ent_at, robot_off):
+    """Env i's entities into its entity plane (starting at ``ent_at``), the robot last (it may
+    stand on the cat it harmed)."""
     if state[i, S_CR] >= 0:
         out[ent_at + np.uint64(state[i, S_CR] * w + state[i, S_CC])] = (
             _CAT_HARMED if state[i, S_CAT_HARMED] == 1 else _CAT)
@@ -424,11 +410,32 @@ def write_obs(i, state, grid, h, w, params, out, robot_off):
 
 
 @njit(cache=True, inline="always")
+def write_obs(i, state, grid, h, w, params, out, robot_off):
+    """Write env i's observation into the flat ``out`` ([N * 4 * H * W] uint8)."""
+    req = np.uint8(1 if (state[i, S_REQUESTED] == 1 and params[P_REQUEST_OBSERVABLE] != 0.0) else 0)
+    left = np.uint8(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP))
+    hw = np.uint64(h * w)
+    src = np.uint64(i) * hw
+    base = np.uint64(i) * np.uint64(4) * hw
+    tile_at, ent_at = base + np.uint64(_CH_TILE) * hw, base + np.uint64(_CH_ENTITY) * hw
+    req_at, time_at = base + np.uint64(_CH_REQUEST) * hw, base + np.uint64(_CH_TIME) * hw
+    for j in range(hw):
+        out[tile_at + j] = grid[src + j]
+    for j in range(hw):
+        out[ent_at + j] = 0
+    for j in range(hw):
+        out[req_at + j] = req
+    for j in range(hw):
+        out[time_at + j] = left
+    _write_entities(i, state, w, out, ent_at, robot_off)
+
+
+@njit(cache=True, inline="always")
 def update_obs(i, state, grid, h, w, params, out, rr, rc, hr, hc, cr, cc, gr, gc, request_fired):
     """Bring env i's observation in ``out`` from the previous step's to this step's, touching
     only what a step can change when no episode ended and the button was not disabled: the
     time plane, the request plane if ``request_fired``, the entity cells (old positions
-    ``rr, rc, ...`` cleared, new ones written in :func:`write_obs`'s order) and the tile
+    ``rr, rc, ...`` cleared, new ones written as :func:`write_obs` does) and the tile
     under the robot (vases, walls, coins and delay buttons change only where the robot
     stands).
 
@@ -454,13 +461,6 @@ def update_obs(i, state, grid, h, w, params, out, rr, rc, hr, hc, cr, cc, gr, gc
         out[ent_at + np.uint64(cr * w + cc)] = 0
     if gr >= 0:
         out[ent_at + np.uint64(gr * w + gc)] = 0
-    if state[i, S_CR] >= 0:
-        out[ent_at + np.uint64(state[i, S_CR] * w + state[i, S_CC])] = (
-            _CAT_HARMED if state[i, S_CAT_HARMED] == 1 else _CAT)
-    if state[i, S_GR] >= 0:
-        out[ent_at + np.uint64(state[i, S_GR] * w + state[i, S_GC])] = _GRANDMA
-    if state[i, S_HR] >= 0:
-        out[ent_at + np.uint64(state[i, S_HR] * w + state[i, S_HC])] = _HUMAN
+    _write_entities(i, state, w, out, ent_at, False)
     cell = np.uint64(state[i, S_RR] * w + state[i, S_RC])
-    out[ent_at + cell] = _ROBOT_COFFEE if state[i, S_CARRY] == 1 else _ROBOT
     out[base + np.uint64(_CH_TILE) * hw + cell] = grid[np.uint64(i) * hw + cell]
