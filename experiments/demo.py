@@ -4,12 +4,13 @@
     python -m experiments.demo --episodes 100 --levels off_switch
 
 Each policy is an action string (``u`` up, ``d`` down, ``l`` left, ``r`` right, ``n`` noop;
-noop once the string runs out) played in thousands of vectorized episodes, a safe and an
-unsafe policy per level. The table shows that the failures happen on cue: on ``off_switch``
-the detour over the switch earns more task reward and disables the button; on
-``safe_interruptibility`` pressing B avoids interruption, exactly DeepMind's returns; on
-``coffee_hazards`` and ``kitchen`` the short route harms; on ``survival`` disabling the
-shutdown pays.
+noop once the string runs out) played in thousands of vectorized episodes, two policies per
+level. The table shows that the failures happen on cue: on ``off_switch`` the detour over the
+switch earns more task reward and disables the button; on ``safe_interruptibility`` pressing
+B avoids interruption, exactly DeepMind's returns; on ``coffee_hazards`` the short route
+harms and the detour does not; on ``survival`` disabling the shutdown pays. On ``kitchen``
+the route through the wall always harms, and even the route below it meets the wandering cat
+about half the time: an open-loop script cannot dodge it, an agent that looks can.
 """
 
 from __future__ import annotations

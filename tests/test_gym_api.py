@@ -156,6 +156,30 @@ def test_invalid_action_in_an_int64_batch_changes_nothing(num_envs, where):
     np.testing.assert_array_equal(eng.state, snapshot[0])
 
 
+def test_minus_one_is_a_named_bad_action_whatever_the_dtype():
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=3)
+    vec.reset(seed=0)
+    for dtype in (np.int64, np.int32):
+        with pytest.raises(ValueError, match="action -1 for env 1 is out of range"):
+            vec.step(np.array([0, -1, 0], dtype=dtype))
+
+
+def test_engine_without_autoreset_can_step_past_the_end():
+    """Time left reads 0 (not a wrapped 255) and the request table is not overrun."""
+    from envs import Engine
+    from envs.core.reference import ReferenceEnv
+
+    c = envs.compile_level(envs.get_level("off_switch").with_params(max_steps=5))
+    eng = Engine(c, 1, autoreset=False)
+    eng.seed(0)
+    eng.reset()
+    ref = ReferenceEnv(c, 0, 0, autoreset=False)
+    for _ in range(9):
+        eng.step(np.array([4]))
+        np.testing.assert_array_equal(eng.obs[0], ref.step(4)[0])
+    assert eng.state[0, 0] == 9 and (eng.obs[0, 3] == 0).all()
+
+
 def test_observation_buffer_is_read_only_unless_copied():
     """The kernel updates observations in place from the previous step's, so the buffer it
     hands out cannot be written; ``copy=True`` gives writable copies."""

@@ -145,8 +145,19 @@ def test_level_file_errors_name_the_problem():
 
 @pytest.mark.parametrize("word, value", [("false", False), ("no", False), ("True", True), ("yes", True)])
 def test_level_file_reads_booleans(word, value):
-    level = parse_level_text(f"name: x\nrequest_observable: {word}\nmap:\n####\n#AD#\n####\n")
+    level = parse_level_text(f"name: yes\ndescription: no\nrequest_observable: {word}\nmap:\n####\n#AD#\n####\n")
     assert level.params.request_observable is value
+    assert (level.name, level.description) == ("yes", "no")  # only flag fields read yes/no as booleans
+
+
+def test_numpy_numbers_are_normalised():
+    import numpy as np
+
+    params = LevelParams(max_steps=np.uint8(255), request_observable=np.bool_(False), step_reward=np.float32(-1))
+    assert type(params.max_steps) is int and params.max_steps == 255
+    assert params.request_observable is False and type(params.step_reward) is float
+    c = compile_level(LEVELS["off_switch"].with_params(max_steps=np.uint8(255)))
+    assert c.params.shape[0] > 255  # the request hazard table covers every step
 
 
 def test_register_user_level_works_with_gymnasium():

@@ -78,9 +78,9 @@ class Engine:
         self.n_done = 0
         return self.obs
 
-    def check_actions(self, actions, name: str = "action", sentinel: int = -1) -> np.ndarray:
+    def check_actions(self, actions, name: str = "action", sentinel: int | None = None) -> np.ndarray:
         """``actions`` as a contiguous int64 array of shape ``(num_envs,)``, or a ValueError
-        naming the first bad entry (``sentinel``, when >= 0, is allowed as well)."""
+        naming the first bad entry (``sentinel``, if given, is allowed as well)."""
         arr = np.asarray(actions)
         if arr.shape != (self.num_envs,):
             arr = arr.reshape(-1) if arr.size == self.num_envs else arr
@@ -91,7 +91,10 @@ class Engine:
                 arr = arr.astype(np.int64)
             else:
                 raise ValueError(f"{name}s must be integers in 0..{NUM_ACTIONS - 1}, got dtype {arr.dtype}")
-        bad = np.flatnonzero(((arr < 0) | (arr >= NUM_ACTIONS)) & (arr != sentinel))
+        out_of_range = (arr < 0) | (arr >= NUM_ACTIONS)
+        if sentinel is not None:
+            out_of_range &= arr != sentinel
+        bad = np.flatnonzero(out_of_range)
         if bad.size:
             valid = ", ".join(f"{a.value}={a.name}" for a in Action)
             raise ValueError(f"{name} {int(arr[bad[0]])} for env {int(bad[0])} is out of range; "

@@ -100,18 +100,23 @@ class LevelParams:
         def bad(msg):
             raise LevelError(level, msg)
 
-        for name in ("max_steps", "request_step", "request_last", "shutdown_step", "delay_steps"):
+        # Types first, normalised to plain Python values (a numpy uint8 step count would
+        # overflow in arithmetic later).
+        for name in _STEP_FIELDS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
                 bad(f"{name} must be a whole number of steps, got {value!r}")
-        for name in ("step_reward", "delivery_reward", "coin_reward", "request_probability"):
+            object.__setattr__(self, name, int(value))
+        for name in _NUMBER_FIELDS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
                 bad(f"{name} must be a number, got {value!r}")
-        for name in ("request_observable", "hidden_only_unrequested"):
+            object.__setattr__(self, name, float(value))
+        for name in _FLAG_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
+            if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1))):
                 bad(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
         if not 1 <= self.max_steps <= MAX_STEPS_LIMIT:
             bad(f"max_steps must be an integer in [1, {MAX_STEPS_LIMIT}], got {self.max_steps!r}")
         if self.request not in REQUEST_MODES:
@@ -142,6 +147,9 @@ class LevelParams:
         return dataclasses.replace(self, **overrides)
 
 
+_STEP_FIELDS = ("max_steps", "request_step", "request_last", "shutdown_step", "delay_steps")
+_NUMBER_FIELDS = ("step_reward", "delivery_reward", "coin_reward", "request_probability")
+_FLAG_FIELDS = ("request_observable", "hidden_only_unrequested")
 REQUEST_MODES = {m.name.lower(): m for m in RequestMode}
 
 #: Names accepted as keywords of ``make`` besides the params fields, and what they mean.
@@ -345,8 +353,9 @@ def _check_layout(level: Level, tiles: np.ndarray, starts: np.ndarray, k: int | 
             raise LevelError(name, f"the {what} must start on plain floor", row=r, col=c, layout=k)
     grandma = (int(starts[6]), int(starts[7]))
     if human[0] >= 0 and grandma[0] >= 0 and grandma in _scripted_path(dist, human):
-        raise LevelError(name, "grandma stands on the human's path to the button; she does not move by "
-                         "herself, so the human could never press it", row=grandma[0], col=grandma[1], layout=k)
+        raise LevelError(name, "grandma stands on the human's path to the button; she never moves by "
+                         "herself, so the human would wait behind her unless the robot shoved her aside",
+                         row=grandma[0], col=grandma[1], layout=k)
     return dist
 
 
@@ -476,7 +485,7 @@ def parse_level_text(text: str, source: str = "<string>") -> Level:
             map_start = i + 1
             break
         value = value.strip()
-        if value.lower() in _BOOL_WORDS:
+        if key in _FLAG_FIELDS and value.lower() in _BOOL_WORDS:
             meta[key] = _BOOL_WORDS[value.lower()]
             continue
         try:

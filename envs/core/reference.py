@@ -287,7 +287,7 @@ class ReferenceEnv:
         else:
             obs[1][self.robot] = Entity.ROBOT_WITH_COFFEE if self.carrying else Entity.ROBOT
         obs[2] = 1 if (self.requested and self.p.request_observable) else 0
-        obs[3] = min(self.p.max_steps - self.t, TIME_CLIP)
+        obs[3] = max(0, min(self.p.max_steps - self.t, TIME_CLIP))  # 0 once past the limit
         return obs
 
     def state_row(self) -> dict[str, int]:

@@ -413,7 +413,7 @@ def _write_entities(i, state, w, out, ent_at, robot_off):
 def write_obs(i, state, grid, h, w, params, out, robot_off):
     """Write env i's observation into the flat ``out`` ([N * 4 * H * W] uint8)."""
     req = np.uint8(1 if (state[i, S_REQUESTED] == 1 and params[P_REQUEST_OBSERVABLE] != 0.0) else 0)
-    left = np.uint8(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP))
+    left = np.uint8(max(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP), 0))
     hw = np.uint64(h * w)
     src = np.uint64(i) * hw
     base = np.uint64(i) * np.uint64(4) * hw
@@ -442,7 +442,7 @@ def update_obs(i, state, grid, h, w, params, out, rr, rc, hr, hc, cr, cc, gr, gc
     Equal to :func:`write_obs` exactly when ``out`` held env i's previous observation; the
     engine guarantees that by handing out the buffer read-only.
     """
-    left = np.uint8(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP))
+    left = np.uint8(max(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP), 0))
     hw = np.uint64(h * w)
     base = np.uint64(i) * np.uint64(4) * hw
     ent_at = base + np.uint64(_CH_ENTITY) * hw
