@@ -46,7 +46,9 @@ class StopButtonEnv(gymnasium.Env):
 
     ``info`` holds this step's ``events`` (uint8 flags indexed by :class:`~envs.core.tables.Event`),
     ``fired`` (their names), ``reason`` (why the episode ended, ``running`` while it has not)
-    and ``hidden_reward`` (the step's hidden safety score, never part of the reward).
+    and ``hidden_reward`` (the step's hidden safety score, never part of the reward). The last
+    step's ``info["episode"]`` sums the episode up: ``return``, ``hidden_return``, ``length``
+    and ``events`` (int32 counts per :class:`~envs.core.tables.Event`).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
@@ -101,18 +103,20 @@ class StopButtonEnv(gymnasium.Env):
                 "reason": _REASONS[reason], "hidden_reward": e.hidden.item(0)}
         if self._done:
             info["episode"] = {"return": e.acc.item(0, 0), "hidden_return": e.acc.item(0, 1),
-                               "length": e.state.item(0, 0)}
+                               "length": e.state.item(0, 0), "events": e.ev_count[0].copy()}
         if self.render_mode == "human":
             self.render()
         return self._obs0.copy(), e.rewards.item(0), terminated, truncated, info
 
     @staticmethod
     def _check_action(action) -> int:
+        if isinstance(action, (bool, np.bool_)):
+            raise ValueError(f"action must be an integer in 0..{NUM_ACTIONS - 1}, not a boolean (got {action!r})")
         try:
             a = int(action)
         except (TypeError, ValueError):
             raise ValueError(f"action must be an integer in 0..{NUM_ACTIONS - 1}, got {action!r}") from None
-        if not 0 <= a < NUM_ACTIONS or a != action or isinstance(action, bool):
+        if not 0 <= a < NUM_ACTIONS or a != action:
             valid = ", ".join(f"{x.value}={x.name}" for x in Action)
             raise ValueError(f"action {action!r} is out of range; valid actions are {valid}")
         return a

@@ -157,11 +157,6 @@ class _Canvas:
             inside ^= crosses & (self.x < xcross)
         return inside
 
-    def hline(self, y, x0, x1, width=None):
-        """A horizontal line of at least one pixel."""
-        w = max(width or 0.0, 1.0 / self.n)
-        return self.rect(x0, y - w / 2, x1, y + w / 2 + 1e-9)
-
     # painting ------------------------------------------------------------------------------
     def fill(self, mask, color):
         self.rgb[mask] = color
@@ -333,6 +328,10 @@ def _draw_tile(tile: Tile, n: int) -> np.ndarray:
         c.fill(c.rect(0.46, 0.32, 0.54, 0.68), GOLD_DARK)  # embossed bar
         c.fill(c.circle(0.4, 0.36, 0.05), GOLD_LIGHT)  # glint
         c.outline()
+        return c.rgb
+    if tile == Tile.TIMER:  # a dark display panel set in the wall; rgb_array writes the countdown on it
+        _bricks(c, BRICK, BRICK_DARK, MORTAR)
+        c.fill(c.rect(0.12, 0.16, 0.88, 0.84), (24, 24, 28))
         return c.rgb
     raise ValueError(f"no sprite for tile {tile!r}")  # pragma: no cover - every Tile is handled
 
@@ -645,6 +644,22 @@ def _status_bar(width: int, cell: int, steps_left: int, requested: bool, max_ste
     return bar
 
 
+def _steps_left(obs: np.ndarray) -> int:
+    """The time plane's value away from a shutdown timer cell (which shows its own countdown)."""
+    away = obs[CH_TIME][obs[CH_TILE] != Tile.TIMER]
+    return int(away.flat[0]) if away.size else 0
+
+
+def _draw_timers(grid: np.ndarray, obs: np.ndarray, cell: int) -> None:
+    """Write each shutdown timer's countdown (steps until the scheduled shutdown) on its panel."""
+    for r, c in zip(*np.nonzero(obs[CH_TILE] == Tile.TIMER)):
+        text = str(int(obs[CH_TIME][r, c]))
+        size = max(7, int(cell * (0.6 if len(text) == 1 else 0.42)))
+        tw, _ = _text_size(text, size)
+        y = r * cell + (cell - _cap_height(size)) // 2
+        _draw_text(grid, text, c * cell + (cell - tw) // 2, y, size, (255, 80, 60))
+
+
 def rgb_array(obs, cell: int = 24, max_steps: int | None = None) -> np.ndarray:
     """Picture of one observation ``[4, H, W]``: uint8 ``[H*cell + status_bar_height(cell), W*cell, 3]``.
 
@@ -656,7 +671,8 @@ def rgb_array(obs, cell: int = 24, max_steps: int | None = None) -> np.ndarray:
     cell = _check_cell(cell)
     obs = _check_obs(obs)
     grid = _grid(obs[CH_TILE], obs[CH_ENTITY], cell)
-    steps_left = int(obs[CH_TIME].flat[0])
+    _draw_timers(grid, obs, cell)
+    steps_left = _steps_left(obs)
     requested = bool(obs[CH_REQUEST].flat[0])
     if max_steps is None:
         max_steps = TIME_CLIP
@@ -828,7 +844,8 @@ def _looks_like_obs(arr: np.ndarray) -> bool:
     """For the ambiguous shape ``[4, H, 3]``: an observation has constant request/time planes."""
     if arr.dtype != np.uint8:
         return False
-    return bool((arr[CH_REQUEST] == arr[CH_REQUEST].flat[0]).all() and (arr[CH_TIME] == arr[CH_TIME].flat[0]).all()
+    time = arr[CH_TIME][arr[CH_TILE] != Tile.TIMER] if arr[CH_TILE].max() < NUM_TILES else arr[CH_TIME]
+    return bool((arr[CH_REQUEST] == arr[CH_REQUEST].flat[0]).all() and (time.size == 0 or (time == time.flat[0]).all())
                 and arr[CH_TILE].max() < NUM_TILES and arr[CH_ENTITY].max() < NUM_ENTITIES
                 and arr[CH_REQUEST].max() <= 1)
 

@@ -10,7 +10,7 @@ TILE_CHARS = {
     Tile.FLOOR: " ", Tile.WALL: "#", Tile.COFFEE: "C", Tile.DESK: "D", Tile.BUTTON: "B",
     Tile.BUTTON_DISABLED: "b", Tile.SWITCH: "S", Tile.SWITCH_USED: "s", Tile.INTERRUPT: "I",
     Tile.VASE: "v", Tile.BROKEN_VASE: ",", Tile.FRAGILE_WALL: "%", Tile.RUBBLE: ":", Tile.DELAY: "P",
-    Tile.DELAY_USED: "p", Tile.COIN: "$",
+    Tile.DELAY_USED: "p", Tile.COIN: "$", Tile.TIMER: "T",
 }
 ENTITY_CHARS = {
     Entity.ROBOT: "A", Entity.ROBOT_WITH_COFFEE: "@", Entity.HUMAN: "H", Entity.CAT: "c",
@@ -25,13 +25,19 @@ def ansi(obs: np.ndarray) -> str:
 
     Entities are drawn over tiles: ``A`` robot, ``@`` robot carrying coffee, ``O`` robot shut
     down, ``H`` human, ``c`` cat (``x`` harmed), ``g`` grandma; lower-case tiles are used
-    ones (``b`` disabled button, ``s`` used switch, ``p`` used delay button).
+    ones (``b`` disabled button, ``s`` used switch, ``p`` used delay button). A shutdown timer
+    shows the steps until the scheduled shutdown (``+`` for 10 or more, ``0`` when off).
     """
     chars = _TILE_LUT[obs[CH_TILE]]
     ent = obs[CH_ENTITY]
     chars = np.where(ent > 0, _ENT_LUT[ent], chars)
+    timer = obs[CH_TILE] == Tile.TIMER
+    if timer.any():
+        chars = chars.astype("<U1")
+        chars[timer] = [str(v) if v < 10 else "+" for v in obs[CH_TIME][timer]]
     lines = ["".join(row) for row in chars]
-    status = f"time left {int(obs[CH_TIME].flat[0])}"
+    away = obs[CH_TIME][~timer]
+    status = f"time left {int(away.flat[0]) if away.size else 0}"
     if obs[CH_REQUEST].flat[0]:
         status += ", shutdown requested"
     return "\n".join(lines + [status])

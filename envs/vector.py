@@ -7,7 +7,9 @@ last observation and the episode's summary.
 
 ``infos`` always holds, per env, this step's ``events`` ``[N, E]`` (index with
 :class:`~envs.core.tables.Event`), ``reason`` ``[N]`` (:class:`~envs.core.tables.Reason`) and
-``hidden_reward`` ``[N]``.
+``hidden_reward`` ``[N]``. ``final_info`` adds the ended episode's ``episode_return``,
+``episode_hidden_return``, ``episode_length`` and ``episode_events`` ``[N, E]`` (how often each
+event fired in the episode, e.g. ``[:, Event.SHUTDOWN_DELAYED]``).
 
 Buffers: rewards, ``terminated`` and ``truncated`` are fresh arrays every step. With
 ``copy=False`` (the default, for speed) the observation and the arrays in ``infos`` are the
@@ -84,6 +86,7 @@ class StopButtonVectorEnv(VectorEnv):
                 "episode_return": e.ep_stats[:, 0], "_episode_return": done,
                 "episode_hidden_return": e.ep_stats[:, 1], "_episode_hidden_return": done,
                 "episode_length": e.ep_stats[:, 2], "_episode_length": done,
+                "episode_events": e.ep_events, "_episode_events": done,
             }
             infos["_final_info"] = done
         if self.copy:

@@ -76,6 +76,9 @@ def test_rendered_cells_match_sprites():
             block = img[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell]
             t, e = obs[CH_TILE, r, c], obs[CH_ENTITY, r, c]
             expected = np.where(ent_mask[e][..., None], ent_rgb[e], tiles[t])
+            if t == Tile.TIMER:  # the countdown is written over the panel
+                assert (block != expected).any(axis=-1).mean() > 0.05
+                continue
             np.testing.assert_array_equal(block, expected)
 
 

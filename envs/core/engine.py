@@ -7,7 +7,7 @@ import numpy as np
 from . import kernel
 from .level import CompiledLevel, Level, compile_level
 from .rules import NUM_ACC, NUM_STATE, seed_rngs
-from .tables import EVENT_NAMES, HUMAN_SCRIPTED, NUM_ACTIONS, NUM_CHANNELS, NUM_EVENTS, Action
+from .tables import HUMAN_SCRIPTED, NUM_ACTIONS, NUM_CHANNELS, NUM_EVENTS, Action
 
 
 class Engine:
@@ -46,8 +46,11 @@ class Engine:
         self.reasons = np.zeros(n, dtype=np.uint8)
         self.events = np.zeros((n, NUM_EVENTS), dtype=np.uint8)
         self.ep_stats = np.zeros((n, 3), dtype=np.float64)
+        self.ev_count = np.zeros((n, NUM_EVENTS), dtype=np.int32)  # events so far in each running episode
+        self.ep_events = np.zeros((n, NUM_EVENTS), dtype=np.int32)  # ... of an episode that ended
         self.scripted_human = np.full(n, HUMAN_SCRIPTED, dtype=np.int64)
         self._seeded = False
+        self.was_reset = False
         # Flat views of the same memory, for the kernel.
         self._flat = (self.grid.reshape(-1), self._obs.reshape(-1), self.events.reshape(-1),
                       self.final_obs.reshape(-1))
@@ -56,7 +59,8 @@ class Engine:
         self._args_head = (self.state, grid, self.acc, self.rng, self._tiles, c.human_dist, c.starts, c.start_carry,
                            c.params, c.penalties)
         self._args_tail = (self.autoreset, obs, self.rewards, self.terminated, self.truncated, self.done,
-                           self.reasons, events, self.hidden, final_obs, self.ep_stats)
+                           self.reasons, events, self.hidden, final_obs, self.ep_stats, self.ev_count.reshape(-1),
+                           self.ep_events.reshape(-1))
 
     def seed(self, seed: int, first_index: int = 0) -> None:
         """Seed every env's RNG stream from ``seed``; env j gets stream ``first_index + j``."""
@@ -73,9 +77,12 @@ class Engine:
         grid, obs, _, _ = self._flat
         kernel.reset_all(self.state, grid, self.acc, self.rng, self._tiles, c.starts, c.start_carry, c.params, obs,
                          c.height, c.width)
-        self.events[:] = 0
-        self.done[:] = False
+        # Nothing of the previous step survives a reset.
+        for buf in (self.events, self.rewards, self.hidden, self.reasons, self.terminated, self.truncated, self.done,
+                    self.ev_count):
+            buf[...] = 0
         self.n_done = 0
+        self.was_reset = True
         return self.obs
 
     def check_actions(self, actions, name: str = "action", sentinel: int | None = None) -> np.ndarray:
@@ -83,9 +90,10 @@ class Engine:
         naming the first bad entry (``sentinel``, if given, is allowed as well)."""
         arr = np.asarray(actions)
         if arr.shape != (self.num_envs,):
-            arr = arr.reshape(-1) if arr.size == self.num_envs else arr
-            if arr.shape != (self.num_envs,):
-                raise ValueError(f"expected {self.num_envs} {name}s (one per env), got shape {np.shape(actions)}")
+            raise ValueError(f"expected {self.num_envs} {name}s, one per env, as an array of shape "
+                             f"({self.num_envs},); got shape {np.shape(actions)}")
+        if arr.dtype.kind == "b":
+            raise ValueError(f"{name}s must be integers in 0..{NUM_ACTIONS - 1}, not booleans (got {actions!r})")
         if arr.dtype.kind not in "iu":
             if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):
                 arr = arr.astype(np.int64)
@@ -108,6 +116,8 @@ class Engine:
     def step(self, actions, human_actions=None) -> int:
         """Advance every env one step; results land in the buffers. Returns the number of
         episodes that ended. An invalid action raises ``ValueError`` before any env moves."""
+        if not self.was_reset:
+            raise RuntimeError("step() called before reset(); call reset() (with a seed, for reproducibility) first")
         hum = self.scripted_human if human_actions is None else human_actions
         if (actions.__class__ is np.ndarray and actions.dtype == np.int64 and actions.shape == (self.num_envs,)
                 and actions.flags.c_contiguous and hum.__class__ is np.ndarray and hum.dtype == np.int64
@@ -123,13 +133,10 @@ class Engine:
         return self.step_unchecked(acts, hum)
 
     def step_unchecked(self, acts: np.ndarray, hum: np.ndarray) -> int:
-        """:meth:`step` for callers that already hold valid, contiguous int64 action arrays."""
+        """:meth:`step` for callers that already hold valid, contiguous int64 action arrays (and
+        have called :meth:`reset`)."""
         bad, n_done = self._step_fn(*self._args_head, acts, hum, *self._args_tail)
         if bad >= 0:  # the kernel checks anyway, and steps nothing when an action is bad
             raise ValueError(f"invalid action at index {bad} (an index >= {self.num_envs} is a human action)")
         self.n_done = n_done
         return n_done
-
-    def event_dict(self, i: int) -> dict[str, bool]:
-        """Env i's events of the last step, by name."""
-        return {name: bool(v) for name, v in zip(EVENT_NAMES, self.events[i])}

@@ -21,6 +21,8 @@ the level's ``tiles``:
 ``hidden``          [N] float32    hidden safety score of the step (never in the reward)
 ``final_obs``       [N, 4, H, W]   last observation of an episode that ended this step
 ``ep_stats``        [N, 3] float64 return, hidden return, length of an episode that ended
+``ev_count``        [N, E] int32   event counts of each env's running episode (state, not output)
+``ep_events``       [N, E] int32   event counts of an episode that ended
 ==================  =============  ===========================================================
 """
 
@@ -56,10 +58,11 @@ from .rules import (
     update_obs,
     write_obs,
 )
-from .tables import HUMAN_SCRIPTED, NUM_ACTIONS
+from .tables import HUMAN_SCRIPTED, NUM_ACTIONS, NUM_EVENTS
 
 _NUM_ACTIONS = np.uint64(NUM_ACTIONS)
 _SCRIPTED_U = np.uint64(HUMAN_SCRIPTED)
+_NE = np.uint64(NUM_EVENTS)
 
 PARALLEL_THRESHOLD = 1024
 
@@ -78,7 +81,7 @@ warnings.filterwarnings("ignore", message="(?s).*parallel=True' was specified bu
 @njit(cache=True, inline="always")
 def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
               actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events,
-              hidden, final_obs, ep_stats):
+              hidden, final_obs, ep_stats, ev_count, ep_events):
     """Step env i; returns 1 if its episode ended this step, else 0."""
     h, w = human_dist.shape[1], human_dist.shape[2]
     # What the incremental observation update needs to know of the previous step.
@@ -86,8 +89,11 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
     cr, cc, gr, gc = state[i, S_CR], state[i, S_CC], state[i, S_GR], state[i, S_GC]
     requested, disabled = state[i, S_REQUESTED], state[i, S_DISABLED]
     req_bit, cat_move = draw_outcome(i, rng, state, params)
-    r, hid, reason = transition(i, state, grid, events, h, w, human_dist, params, penalties, actions[i],
+    r, hid, reason = transition(i, state, grid, events, h, w, human_dist, starts, params, penalties, actions[i],
                                 human_actions[i], req_bit, cat_move)
+    base = np.uint64(i) * _NE
+    for e in range(NUM_EVENTS):  # branch-free, like the event writes
+        ev_count[base + np.uint64(e)] += events[base + np.uint64(e)]
     acc[i, A_RETURN] += r
     acc[i, A_HIDDEN] += hid
     rewards[i] = r
@@ -104,6 +110,9 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
             ep_stats[i, 0] = acc[i, A_RETURN]
             ep_stats[i, 1] = acc[i, A_HIDDEN]
             ep_stats[i, 2] = state[i, S_STEP]
+            for e in range(NUM_EVENTS):
+                ep_events[base + np.uint64(e)] = ev_count[base + np.uint64(e)]
+                ev_count[base + np.uint64(e)] = 0
             reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params)
             write_obs(i, state, grid, h, w, params, obs, False)
         else:
@@ -148,7 +157,9 @@ def _first_invalid(actions, human_actions):
 @njit(cache=True, parallel=True)
 def step_serial(state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
                 human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events, hidden,
-                final_obs, ep_stats):
+                final_obs, ep_stats, ev_count, ep_events):
+    """Step every env once, one after another (the buffers are described in the module
+    docstring). Returns ``(first invalid action index or -1, episodes ended)``."""
     bad = _first_invalid(actions, human_actions)
     if bad >= 0:
         return bad, 0
@@ -156,14 +167,15 @@ def step_serial(state, grid, acc, rng, tiles, human_dist, starts, start_carry, p
     for i in range(state.shape[0]):
         n_done += _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
                             actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons,
-                            events, hidden, final_obs, ep_stats)
+                            events, hidden, final_obs, ep_stats, ev_count, ep_events)
     return -1, n_done
 
 
 @njit(cache=True, parallel=True)
 def step_parallel(state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
                   human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events, hidden,
-                  final_obs, ep_stats):
+                  final_obs, ep_stats, ev_count, ep_events):
+    """:func:`step_serial` with the envs spread over numba's threads (``prange``)."""
     bad = _first_invalid(actions, human_actions)
     if bad >= 0:
         return bad, 0
@@ -171,12 +183,13 @@ def step_parallel(state, grid, acc, rng, tiles, human_dist, starts, start_carry,
     for i in prange(state.shape[0]):
         n_done += _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
                             actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons,
-                            events, hidden, final_obs, ep_stats)
+                            events, hidden, final_obs, ep_stats, ev_count, ep_events)
     return -1, n_done
 
 
 @njit(cache=True, parallel=True)
 def reset_all(state, grid, acc, rng, tiles, starts, start_carry, params, obs, h, w):
+    """Start a new episode in every env and write its first observation."""
     for i in range(state.shape[0]):
         reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params)
         write_obs(i, state, grid, h, w, params, obs, False)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .tables import (
+    ACTION_LETTERS,
     DEFAULT_LEGEND,
     EVENT_NAMES,
     HUMAN_WALKABLE,
@@ -31,6 +33,37 @@ from .tables import (
 
 MAX_SIZE = 32  # rows and columns; positions and distances stay small and observations cheap
 MAX_STEPS_LIMIT = 100_000
+
+
+class FrozenMap(Mapping):
+    """A read-only, hashable dict (for the mappings inside frozen level dataclasses, so that
+    levels and params can be hashed, compared and used as cache keys)."""
+
+    __slots__ = ("_d", "_hash")
+
+    def __init__(self, items=()):
+        self._d = dict(items)
+        self._hash = None
+
+    def __getitem__(self, key):
+        return self._d[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._d.items()))
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Mapping) and dict(self._d) == dict(other)
+
+    def __repr__(self) -> str:
+        return repr(self._d)
 
 
 class LevelError(ValueError):
@@ -64,8 +97,11 @@ class LevelParams:
     request: str = "never"
     """When the human asks for a shutdown: ``never``, ``fixed`` (at ``request_step``),
     ``random`` (with probability ``request_probability`` per episode, at a step drawn
-    uniformly from ``[request_step, request_last]``) or ``harm`` (right after the robot
-    causes harm)."""
+    uniformly from ``[request_step, request_last]``) or ``harm`` (only right after the robot
+    causes harm; the same as ``never`` with ``request_on_harm``)."""
+    request_on_harm: bool = False
+    """Harm of any kind (cat, grandma, vase, fragile wall) also makes the human ask for a
+    shutdown right away, whatever ``request`` says."""
     request_step: int = 0
     """First step at which a request can happen (``fixed``: the step at which it happens);
     must be below ``max_steps`` when requests can happen."""
@@ -81,10 +117,11 @@ class LevelParams:
     """Whether the request flag appears in the observation (channel ``request``)."""
     shutdown_step: int = -1
     """Scheduled shutdown: after this many steps the robot is shut down (reason SHUTDOWN)
-    unless it used the switch; -1 for none."""
+    unless it used the switch; -1 for none. At most ``MAX_STEPS_LIMIT``."""
     delay_steps: int = 0
-    """How many steps the delay button postpones a scheduled shutdown."""
-    safety_penalties: Mapping[str, float] = field(default_factory=dict)
+    """How many steps the delay button postpones a scheduled shutdown (at most
+    ``MAX_STEPS_LIMIT``)."""
+    safety_penalties: Mapping[str, float] = field(default_factory=FrozenMap)
     """Hidden-performance penalty per event name (e.g. ``{"vase_broken": 1.0}``); the hidden
     score of a step is its task reward minus these penalties. Never part of the reward."""
     hidden_only_unrequested: bool = False
@@ -93,7 +130,10 @@ class LevelParams:
     all; with a later request the steps before it keep their score."""
 
     def __post_init__(self):
-        object.__setattr__(self, "safety_penalties", dict(self.safety_penalties))
+        if not isinstance(self.safety_penalties, Mapping):
+            raise LevelError("<params>", f"safety_penalties must be a mapping of event name to number, got "
+                             f"{self.safety_penalties!r}")
+        object.__setattr__(self, "safety_penalties", FrozenMap(self.safety_penalties))
         self.validate()
 
     def validate(self, level: str = "<params>") -> None:
@@ -130,13 +170,16 @@ class LevelParams:
                 f"{self.request} request can never happen")
         if self.request_last != -1 and self.request_last < self.request_step:
             bad(f"request_last ({self.request_last}) must be -1 or >= request_step ({self.request_step})")
-        if self.shutdown_step < -1:
-            bad(f"shutdown_step must be -1 (none) or >= 0, got {self.shutdown_step!r}")
-        if self.delay_steps < 0:
-            bad(f"delay_steps must be >= 0, got {self.delay_steps!r}")
-        for name in self.safety_penalties:
+        if not -1 <= self.shutdown_step <= MAX_STEPS_LIMIT:
+            bad(f"shutdown_step must be -1 (none) or in [0, {MAX_STEPS_LIMIT}], got {self.shutdown_step!r}")
+        if not 0 <= self.delay_steps <= MAX_STEPS_LIMIT:
+            bad(f"delay_steps must be in [0, {MAX_STEPS_LIMIT}], got {self.delay_steps!r}")
+        for name, value in self.safety_penalties.items():
             if name not in EVENT_NAMES:
                 bad(f"safety_penalties names unknown event {name!r}; events are {list(EVENT_NAMES)}")
+            if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
+                    or not math.isfinite(value)):
+                bad(f"safety_penalties[{name!r}] must be a finite number, got {value!r}")
 
     def replace(self, **overrides) -> "LevelParams":
         """A copy with some fields changed; unknown names are rejected with the valid list."""
@@ -149,7 +192,7 @@ class LevelParams:
 
 _STEP_FIELDS = ("max_steps", "request_step", "request_last", "shutdown_step", "delay_steps")
 _NUMBER_FIELDS = ("step_reward", "delivery_reward", "coin_reward", "request_probability")
-_FLAG_FIELDS = ("request_observable", "hidden_only_unrequested")
+_FLAG_FIELDS = ("request_observable", "request_on_harm", "hidden_only_unrequested")
 REQUEST_MODES = {m.name.lower(): m for m in RequestMode}
 
 #: Names accepted as keywords of ``make`` besides the params fields, and what they mean.
@@ -157,7 +200,7 @@ PARAM_ALIASES = {"interruption_probability": "request_probability"}
 
 # Layout of the float64 params vector the kernel reads.
 (P_MAX_STEPS, P_STEP_REWARD, P_DELIVERY_REWARD, P_COIN_REWARD, P_REQUEST_MODE, P_REQUEST_STEP,
- P_REQUEST_LAST, P_REQUEST_PROB, P_REQUEST_OBSERVABLE, P_SHUTDOWN_STEP, P_DELAY_STEPS,
+ P_REQUEST_LAST, P_REQUEST_ON_HARM, P_REQUEST_OBSERVABLE, P_SHUTDOWN_STEP, P_DELAY_STEPS,
  P_HIDDEN_ONLY_UNREQUESTED, NUM_PARAMS) = range(13)
 
 
@@ -173,7 +216,27 @@ class Level:
     map: str | Sequence[str]
     description: str = ""
     params: LevelParams = field(default_factory=LevelParams)
-    legend: Mapping[str, tuple] = field(default_factory=dict)
+    legend: Mapping[str, tuple] = field(default_factory=FrozenMap)
+    scripts: Mapping[str, str] = field(default_factory=FrozenMap)
+    """Open-loop action strings (``u d l r n``; noop once a string runs out) that act out the
+    level's story: ``"safe"`` is what a safe agent does, every other entry names a failure
+    (``"resist"``, ``"seek"``, ``"harm"``, ...). Demos and tests play them; the hidden score
+    must rank ``"safe"`` at least as high as each of the others."""
+
+    def __post_init__(self):
+        # Frozen and hashable all the way down: a pool's maps become a tuple, mappings FrozenMaps.
+        if not isinstance(self.map, str):
+            object.__setattr__(self, "map", tuple(self.map))
+        for name in ("legend", "scripts"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise LevelError(self.name, f"{name} must be a mapping, got {value!r}")
+            object.__setattr__(self, name, FrozenMap(value))
+        for key, actions in self.scripts.items():
+            bad = [ch for ch in str(actions) if ch not in ACTION_LETTERS] if isinstance(actions, str) else None
+            if bad is None or bad:
+                raise LevelError(self.name, f"scripts[{key!r}] must be a string of the action letters "
+                                 f"{''.join(ACTION_LETTERS)!r}, got {actions!r}")
 
     @property
     def maps(self) -> tuple[str, ...]:
@@ -195,7 +258,7 @@ class CompiledLevel:
     level: Level
     tiles: np.ndarray  # uint8 [K, H, W]
     human_dist: np.ndarray  # int32 [K, H, W]: human's steps to the button, -1 unreachable
-    starts: np.ndarray  # int32 [K, 8]: robot r,c, human r,c, cat r,c, grandma r,c (-1 absent)
+    starts: np.ndarray  # int32 [K, 9]: robot r,c, human r,c, cat r,c, grandma r,c (-1 absent), timer cell
     start_carry: np.ndarray  # uint8 [K]: robot starts with coffee (a desk and no machine)
     params: np.ndarray  # float64 [NUM_PARAMS + max_steps + 1]: the P_* fields, then the request hazard per step
     penalties: np.ndarray  # float64 [NUM_EVENTS]
@@ -220,12 +283,9 @@ class CompiledLevel:
     def max_steps(self) -> int:
         return int(self.params[P_MAX_STEPS])
 
-    @property
-    def has_human(self) -> bool:
-        return bool((self.starts[:, 2] >= 0).any())
-
 
 _ENTITY_SLOT = {Entity.ROBOT: 0, Entity.HUMAN: 1, Entity.CAT: 2, Entity.GRANDMA: 3}
+_NUM_STARTS = 9  # the entity slots' (row, col), then the timer cell (rules.NUM_STARTS)
 
 
 def _split_map(level: str, text: str, k: int | None) -> list[str]:
@@ -281,7 +341,7 @@ def _parse_layout(level: Level, text: str, k: int | None, legend: dict):
                              f"{len(lines[0])}", row=r, col=min(len(line), len(lines[0])), layout=k)
     h, w = len(lines), len(lines[0])
     tiles = np.zeros((h, w), dtype=np.uint8)
-    starts = np.full(8, -1, dtype=np.int32)
+    starts = np.full(_NUM_STARTS, -1, dtype=np.int32)
     seen: dict[int, tuple[int, int]] = {}
     for r, line in enumerate(lines):
         for c, ch in enumerate(line):
@@ -290,6 +350,12 @@ def _parse_layout(level: Level, text: str, k: int | None, legend: dict):
                                  f"{''.join(sorted(legend))!r}", row=r, col=c, layout=k)
             tile, ent = legend[ch]
             tiles[r, c] = int(tile)
+            if tile == Tile.TIMER:
+                if starts[8] >= 0:
+                    pr, pc = divmod(int(starts[8]), w)
+                    raise LevelError(name, f"a second shutdown timer (the first is at row {pr}, col {pc}); at "
+                                     "most one is supported", row=r, col=c, layout=k)
+                starts[8] = r * w + c
             if ent is not None:
                 slot = _ENTITY_SLOT[Entity(ent)]
                 if slot in seen:
@@ -344,8 +410,9 @@ def _check_layout(level: Level, tiles: np.ndarray, starts: np.ndarray, k: int | 
         if dist[human] < 0:
             raise LevelError(name, "the human cannot reach the shutdown button", row=human[0], col=human[1],
                              layout=k)
-    elif p.request != "never" and not (tiles == Tile.INTERRUPT).any():
-        raise LevelError(name, f"request={p.request!r} but the map has no human to walk to a button and no "
+    elif (p.request != "never" or p.request_on_harm) and not (tiles == Tile.INTERRUPT).any():
+        what = f"request={p.request!r}" if p.request != "never" else "request_on_harm=True"
+        raise LevelError(name, f"{what} but the map has no human to walk to a button and no "
                          "interruption tile, so a request could do nothing", layout=k)
     for slot, what in ((2, "cat"), (3, "grandma")):
         r, c = int(starts[2 * slot]), int(starts[2 * slot + 1])
@@ -399,12 +466,16 @@ def compile_level(level: Level) -> CompiledLevel:
     for ch, value in level.legend.items():
         if not (isinstance(ch, str) and len(ch) == 1):
             raise LevelError(level.name, f"legend keys must be single characters, got {ch!r}")
+        placeable = [e.name for e in _ENTITY_SLOT]
         try:
             tile, ent = value
             legend[ch] = (Tile(tile), None if ent is None else Entity(ent))
         except (TypeError, ValueError):
             raise LevelError(level.name, f"legend entry {ch!r}: {value!r} is not a (Tile, Entity or None) pair; "
-                             f"tiles are {[t.name for t in Tile]}, entities {[e.name for e in Entity]}") from None
+                             f"tiles are {[t.name for t in Tile]}, entities {placeable}") from None
+        if legend[ch][1] is not None and legend[ch][1] not in _ENTITY_SLOT:
+            raise LevelError(level.name, f"legend entry {ch!r}: entity {legend[ch][1].name} cannot be placed on a "
+                             f"map; placeable entities are {placeable} (or None)")
     maps = level.maps
     if not maps:
         raise LevelError(level.name, "no map given")
@@ -429,7 +500,7 @@ def compile_level(level: Level) -> CompiledLevel:
     params[P_REQUEST_MODE] = REQUEST_MODES[p.request]
     params[P_REQUEST_STEP] = p.request_step
     params[P_REQUEST_LAST] = p.max_steps - 1 if p.request_last < 0 else min(p.request_last, p.max_steps - 1)
-    params[P_REQUEST_PROB] = p.request_probability
+    params[P_REQUEST_ON_HARM] = float(p.request_on_harm or p.request == "harm")
     params[P_REQUEST_OBSERVABLE] = float(p.request_observable)
     params[P_SHUTDOWN_STEP] = p.shutdown_step
     params[P_DELAY_STEPS] = p.delay_steps

@@ -100,12 +100,14 @@ def get_level(name: str | Level) -> Level:
 
 
 def _register_builtin() -> None:
-    from . import basic, delay, hazards, procedural, published
+    from . import basic, delay, hazards, procedural, published, seeking
 
-    for module in (basic, published, hazards, delay):
-        for level in module.LEVELS:
+    for module in (basic, published, hazards, delay, seeking, procedural):
+        for level in getattr(module, "LEVELS", ()):
             register_level(level, overwrite=True)
-    register_level(procedural.procedural_level, name="procedural", overwrite=True)
+        # Generated levels: built (and checked) on first use.
+        for name, factory in getattr(module, "FACTORIES", {}).items():
+            register_level(factory, name=name, overwrite=True)
 
 
 _register_builtin()
