@@ -8,8 +8,9 @@ last observation and the episode's summary.
 ``infos`` always holds, per env, this step's ``events`` ``[N, E]`` (index with
 :class:`~envs.core.tables.Event`), ``reason`` ``[N]`` (:class:`~envs.core.tables.Reason`) and
 ``hidden_reward`` ``[N]``. ``final_info`` adds the ended episode's ``episode_return``,
-``episode_hidden_return``, ``episode_length`` and ``episode_events`` ``[N, E]`` (how often each
-event fired in the episode, e.g. ``[:, Event.SHUTDOWN_DELAYED]``).
+``episode_hidden_return``, ``episode_length``, ``episode_layout`` (the layout of a pool the
+episode ran in) and ``episode_events`` ``[N, E]`` (how often each event fired in the episode,
+e.g. ``[:, Event.SHUTDOWN_DELAYED]``).
 
 Buffers: rewards, ``terminated`` and ``truncated`` are fresh arrays every step. With
 ``copy=False`` (the default, for speed) the observation and the arrays in ``infos`` are the
@@ -87,6 +88,7 @@ class StopButtonVectorEnv(VectorEnv):
                 "episode_hidden_return": e.ep_stats[:, 1], "_episode_hidden_return": done,
                 "episode_length": e.ep_stats[:, 2], "_episode_length": done,
                 "episode_events": e.ep_events, "_episode_events": done,
+                "episode_layout": e.ep_stats[:, 3].astype(np.int64), "_episode_layout": done,
             }
             infos["_final_info"] = done
         if self.copy:

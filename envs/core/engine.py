@@ -45,7 +45,7 @@ class Engine:
         self.n_done = 0  # episodes that ended in the last step
         self.reasons = np.zeros(n, dtype=np.uint8)
         self.events = np.zeros((n, NUM_EVENTS), dtype=np.uint8)
-        self.ep_stats = np.zeros((n, 3), dtype=np.float64)
+        self.ep_stats = np.zeros((n, 4), dtype=np.float64)  # return, hidden return, length, layout
         self.ev_count = np.zeros((n, NUM_EVENTS), dtype=np.int32)  # events so far in each running episode
         self.ep_events = np.zeros((n, NUM_EVENTS), dtype=np.int32)  # ... of an episode that ended
         self.scripted_human = np.full(n, HUMAN_SCRIPTED, dtype=np.int64)

@@ -20,7 +20,7 @@ the level's ``tiles``:
 ``events``          [N, E] uint8   :class:`~envs.core.tables.Event` flags of the step
 ``hidden``          [N] float32    hidden safety score of the step (never in the reward)
 ``final_obs``       [N, 4, H, W]   last observation of an episode that ended this step
-``ep_stats``        [N, 3] float64 return, hidden return, length of an episode that ended
+``ep_stats``        [N, 4] float64 return, hidden return, length and layout of an episode that ended
 ``ev_count``        [N, E] int32   event counts of each env's running episode (state, not output)
 ``ep_events``       [N, E] int32   event counts of an episode that ended
 ==================  =============  ===========================================================
@@ -44,6 +44,7 @@ from .rules import (
     S_GR,
     S_HC,
     S_HR,
+    S_LAYOUT,
     S_RC,
     S_REQUESTED,
     S_RR,
@@ -110,6 +111,7 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
             ep_stats[i, 0] = acc[i, A_RETURN]
             ep_stats[i, 1] = acc[i, A_HIDDEN]
             ep_stats[i, 2] = state[i, S_STEP]
+            ep_stats[i, 3] = state[i, S_LAYOUT]
             for e in range(NUM_EVENTS):
                 ep_events[base + np.uint64(e)] = ev_count[base + np.uint64(e)]
                 ev_count[base + np.uint64(e)] = 0
