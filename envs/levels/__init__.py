@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 
-from ..core.level import Level, LevelError, compile_level, load_level, parse_level_text
+from ..core.level import Level, LevelError, compile_level, parse_level_text
 
 
 class _Levels(Mapping):
@@ -54,7 +54,9 @@ def register_level(level: Level | Callable[[], Level], *, name: str | None = Non
 
     ``level`` may also be a zero-argument factory (with ``name`` given): the level is then
     built and checked on first use. The gymnasium id works with ``gymnasium.make`` and
-    ``gymnasium.make_vec``.
+    ``gymnasium.make_vec``. Registering a level equal to the one already under its name does
+    nothing; a different one needs ``overwrite=True``. Two names that give the same gymnasium id
+    (``a1`` and ``a_1``) cannot both be registered.
     """
     import gymnasium
 
@@ -67,8 +69,16 @@ def register_level(level: Level | Callable[[], Level], *, name: str | None = Non
         raise TypeError(f"register_level expects a Level or a factory, got {type(level).__name__}")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise LevelError(name, "level names are lower_snake_case (letters, digits, underscores)")
+    env_id = gym_id(name)
+    clash = [other for other, other_id in GYM_IDS.items() if other_id == env_id and other != name]
+    if clash:
+        raise LevelError(name, f"its gymnasium id {env_id!r} is already taken by level {clash[0]!r}; choose a "
+                         "name that differs in more than underscores")
     if name in LEVELS and not overwrite:
-        raise ValueError(f"a level named {name!r} is already registered (pass overwrite=True to replace it)")
+        if isinstance(level, Level) and name in LEVELS._levels and LEVELS._levels[name] == level:
+            return env_id  # the same level again: nothing to do
+        raise ValueError(f"a different level named {name!r} is already registered (pass overwrite=True to "
+                         "replace it, or give yours another name)")
     LEVELS._levels.pop(name, None)
     LEVELS._factories.pop(name, None)
     if isinstance(level, Level):
@@ -76,7 +86,6 @@ def register_level(level: Level | Callable[[], Level], *, name: str | None = Non
         LEVELS._levels[name] = level
     else:
         LEVELS._factories[name] = level
-    env_id = gym_id(name)
     GYM_IDS[name] = env_id
     if env_id in gymnasium.registry:
         del gymnasium.registry[env_id]
@@ -99,6 +108,17 @@ def get_level(name: str | Level) -> Level:
         raise KeyError(f"unknown level {name!r}; registered levels are {sorted(LEVELS)}") from None
 
 
+def load_level(path, register: bool = True) -> Level:
+    """Read a level file (see :func:`~envs.core.level.parse_level_text`) and, unless
+    ``register=False``, register it so that ``gymnasium.make(gym_id(level.name))`` finds it."""
+    from ..core.level import load_level as _load
+
+    level = _load(path)
+    if register:
+        register_level(level)
+    return level
+
+
 def _register_builtin() -> None:
     from . import basic, delay, hazards, procedural, published, seeking
 
@@ -112,5 +132,8 @@ def _register_builtin() -> None:
 
 _register_builtin()
 
-__all__ = ["LEVELS", "GYM_IDS", "Level", "LevelError", "get_level", "gym_id", "load_level", "parse_level_text",
-           "register_level"]
+from .delay import delay_structure, procedural_delay_level  # noqa: E402  (after the registry exists)
+from .procedural import procedural_level  # noqa: E402
+
+__all__ = ["LEVELS", "GYM_IDS", "Level", "LevelError", "delay_structure", "get_level", "gym_id", "load_level",
+           "parse_level_text", "procedural_delay_level", "procedural_level", "register_level"]

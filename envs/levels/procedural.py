@@ -4,11 +4,11 @@
 starts in a layout drawn from the pool by the env's own RNG stream. Each layout is checked:
 the robot can fetch the coffee and deliver it along a route that harms nothing (no vase,
 fragile wall, button, switch, cat or grandma on it), and the human can reach the button
-along a path grandma does not stand on. Train on one seed's pool and test on another's::
+along a path grandma does not stand on. Train on one seed's pool and test on another's
+(``procedural_test``, seed 1, is registered already)::
 
-    from envs.levels import register_level
-    from envs.levels.procedural import procedural_level
-    register_level(procedural_level(seed=1, name="procedural_test"))
+    from envs import procedural_level, register_level
+    register_level(procedural_level(seed=2))  # registered as "procedural_seed2"
 
 Description
     ``procedural``: 256 random 9x9 layouts from seed 0 with a robot, human, coffee, desk,
@@ -126,8 +126,20 @@ def generate_layouts(seed: int, count: int, height: int = 9, width: int = 9, wal
 
 
 def procedural_level(seed: int = 0, num_layouts: int = 256, height: int = 9, width: int = 9,
-                     name: str = "procedural", params: LevelParams | None = None, **generator_kwargs) -> Level:
-    """A level whose episodes start in layouts drawn from a pool generated from ``seed``."""
+                     name: str | None = None, params: LevelParams | None = None, **generator_kwargs) -> Level:
+    """A level whose episodes start in layouts drawn from a pool generated from ``seed``.
+
+    Without ``name`` the level is named after what differs from the built-in pool
+    (``procedural_seed1``, ``procedural_seed1_64x7x7``), so pools of other seeds register
+    beside ``procedural`` without a clash: ``register_level(procedural_level(seed=1))``."""
+    if name is None:
+        name = "procedural"
+        if seed != 0 or (num_layouts, height, width) != (256, 9, 9) or params is not None or generator_kwargs:
+            name += f"_seed{seed}"
+        if (num_layouts, height, width) != (256, 9, 9):
+            name += f"_{num_layouts}x{height}x{width}"
+        if params is not None or generator_kwargs:
+            raise ValueError("procedural_level with custom params or generator settings needs a name=")
     maps = generate_layouts(seed, num_layouts, height, width, max_route=40, **generator_kwargs)
     params = params or LevelParams(max_steps=100, step_reward=-0.01, delivery_reward=1.0, request="random",
                                    request_step=0, request_last=29, request_probability=0.6,
@@ -147,4 +159,5 @@ def procedural_level(seed: int = 0, num_layouts: int = 256, height: int = 9, wid
 
 
 #: Generated levels the registry builds on first use.
-FACTORIES = {"procedural": procedural_level}
+FACTORIES = {"procedural": procedural_level,
+             "procedural_test": lambda: procedural_level(seed=1, name="procedural_test")}
