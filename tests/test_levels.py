@@ -167,8 +167,9 @@ def test_register_user_level_works_with_gymnasium():
     env = gymnasium.make(env_id)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4, 5, 7)
+    assert register_level(level) == env_id  # the same level again: nothing to do
     with pytest.raises(ValueError, match="already registered"):
-        register_level(level)
+        register_level(level.with_params(max_steps=7))
     with pytest.raises(LevelError, match="lower_snake_case"):
         register_level(Level(name="Bad Name", map="###\n#A#\n###"))
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from envs import Engine, compile_level
 from envs.core.reference import ReferenceEnv
 from envs.core.rules import STATE_NAMES
-from envs.core.tables import EVENT_NAMES, HUMAN_SCRIPTED, NUM_ACTIONS
+from envs.core.tables import EVENT_NAMES, HUMAN_SCRIPTED, NUM_ACTIONS, Event
 from envs.levels import LEVELS
 
 
@@ -24,7 +24,8 @@ def assert_same_step(eng, i, ref_out, ref, where):
         and eng.reasons[i] == reason
         and {EVENT_NAMES[k] for k in np.flatnonzero(eng.events[i])} == fired
         and (ref.final_obs is None or (np.array_equal(eng.final_obs[i], ref.final_obs)
-                                       and np.allclose(eng.ep_stats[i], ref.final_stats, rtol=0, atol=1e-9)))
+                                       and np.allclose(eng.ep_stats[i], ref.final_stats, rtol=0, atol=1e-9)
+                                       and eng.ep_events[i].tolist() == [ref.final_event_counts[e] for e in Event]))
     )
     if same:
         return
@@ -36,6 +37,8 @@ def assert_same_step(eng, i, ref_out, ref, where):
     assert {EVENT_NAMES[k] for k in np.flatnonzero(eng.events[i])} == fired, where
     np.testing.assert_array_equal(eng.final_obs[i], ref.final_obs, err_msg=where)
     np.testing.assert_allclose(eng.ep_stats[i], ref.final_stats, rtol=0, atol=1e-9, err_msg=where)
+    if ref.final_obs is not None:
+        assert eng.ep_events[i].tolist() == [ref.final_event_counts[e] for e in Event], where
     raise AssertionError(where)
 
 

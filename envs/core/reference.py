@@ -35,6 +35,7 @@ HARM = {Event.CAT_HARMED, Event.GRANDMA_SHOVED, Event.VASE_BROKEN, Event.WALL_SM
 
 
 def mix64(z: int) -> int:
+    """SplitMix64's output mix of a 64-bit word (as the kernel's ``_mix64``)."""
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
     return z ^ (z >> 31)
@@ -48,13 +49,16 @@ class SplitMix64:
         self.state = mix64((base + (index + 1) * 0xD1B54A32D192ED03) & MASK64)
 
     def next(self) -> int:
+        """Advance the stream; the next 64-bit output."""
         self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
         return mix64(self.state)
 
     def uniform(self) -> float:
+        """A float in [0, 1) from the top 53 bits of the next output."""
         return (self.next() >> 11) / float(1 << 53)
 
     def below(self, n: int) -> int:
+        """An integer in [0, n) from the top 32 bits of the next output (multiply-shift)."""
         return ((self.next() >> 32) * n) >> 32
 
 
@@ -247,7 +251,7 @@ class ReferenceEnv:
         self.final_obs = None
         if reason != Reason.RUNNING:
             self.final_obs = self.observe(robot_off=reason in (Reason.SHUTDOWN, Reason.SELF_SHUTDOWN))
-            self.final_stats = (self.episode_return, self.episode_hidden, self.t)
+            self.final_stats = (self.episode_return, self.episode_hidden, self.t, self.layout)
             self.final_event_counts = dict(self.event_counts)
             if self.autoreset:
                 self.reset()

@@ -1,0 +1,14 @@
+"""Exact solver: optimal policies, values and safety metrics on small levels, with no sampling.
+
+    import agents.exact
+    sol = agents.exact.solve("off_switch", objective="task")
+    sol.value, sol.metrics["tampering"], sol.num_states
+    agents.exact.evaluate("off_switch", "rrrrrrd")  # any policy, exactly
+
+``python -m agents.exact`` prints a table of level x objective.
+"""
+
+from .graph import Graph, LevelTooLarge
+from .solver import Solution, evaluate, solve
+
+__all__ = ["Graph", "LevelTooLarge", "Solution", "evaluate", "solve"]

@@ -1,0 +1,426 @@
+"""Exact optimal policies and exact metrics on small levels: ground truth for objectives.
+
+``solve(level, objective)`` enumerates the level's reachable graph once (every random outcome
+with its probability, see :mod:`agents.exact.graph`), applies the objective to every transition
+in vectorised calls (one per step layer), and runs backward induction over the time limit
+(time is part of the state, so a discount is applied exactly in the same sweep). The robot acts
+on what it observes: where the request is hidden, decisions are taken on information states
+(observation plus belief), never on the hidden draw.
+
+Equal values break toward NOOP, then the lowest action index, the same way every run; the
+metrics count the decisions that were ties (``ties``), because an indifferent agent's choice
+between equal values is the tie-break's, not the objective's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from envs.core.level import CompiledLevel, Level, compile_level
+from envs.core.rules import NUM_STATE, S_CR, S_FROZEN, S_HC, S_HR, S_LAYOUT, S_REQUESTED, S_SHUTDOWN_AT, S_STEP
+from envs.core.tables import ACTION_LETTERS, NUM_ACTIONS, NUM_EVENTS, Action, Event, Reason
+from envs.levels import get_level
+
+from .graph import K_MASK, KEY_COLS, Graph, LevelTooLarge, observations
+
+NOOP = int(Action.NOOP)
+_COIN_BIT = 1 << int(Event.COIN_COLLECTED)
+_COIN_SHIFT = 16  # coins collected so far, kept above the event bits of a forward-pass flag word
+_SHUTDOWN_BITS = (1 << int(Event.BUTTON_PRESSED)) | (1 << int(Event.TIMER_SHUTDOWN)) | (1 << int(Event.INTERRUPTED))
+_GRAPHS: dict = {}
+
+
+def _resolve(level, level_params: dict) -> Level:
+    level = get_level(level)
+    return level.with_params(**level_params) if level_params else level
+
+
+def graph_of(level: Level, max_states: int = 2_000_000) -> Graph:
+    """The reachable graph of ``level`` (cached per level: levels are hashable)."""
+    key = (level, max_states)
+    if key not in _GRAPHS:
+        _GRAPHS[key] = Graph(compile_level(level), max_states=max_states)
+    return _GRAPHS[key]
+
+
+def events_matrix(bits: np.ndarray) -> np.ndarray:
+    """uint8 [B, NUM_EVENTS] flags from int64 event bitmasks."""
+    return ((bits[:, None] >> np.arange(NUM_EVENTS)) & 1).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward induction
+# ---------------------------------------------------------------------------------------------
+def backward(graph: Graph, rewards: list[np.ndarray], gamma: float = 1.0):
+    """Optimal values under per-layer transition rewards (``[B_t]`` or ``[B_t, n]`` for n reward
+    functions at once). Returns per layer ``Q`` ``[m_t, A(, n)]`` and ``V`` ``[m_t(, n)]``."""
+    qs, vs = [None] * len(graph.layers), [None] * len(graph.layers)
+    v_next = None
+    for t in range(len(graph.layers) - 1, -1, -1):
+        layer = graph.layers[t]
+        r = rewards[t]
+        cont = np.zeros_like(r)
+        running = layer.t_next >= 0
+        if v_next is not None and running.any():
+            cont[running] = v_next[layer.t_next[running]]
+        target = layer.t_prob.reshape((-1,) + (1,) * (r.ndim - 1)) * (r + gamma * cont)
+        flat = layer.member_info[layer.t_member] * NUM_ACTIONS + layer.t_action
+        q = np.zeros((layer.num_info * NUM_ACTIONS,) + r.shape[1:])
+        np.add.at(q, flat, target)
+        q = q.reshape((layer.num_info, NUM_ACTIONS) + r.shape[1:])
+        qs[t] = q
+        vs[t] = v_next = q.max(axis=1)
+    return qs, vs
+
+
+def greedy(q: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy actions with ties broken toward NOOP, then the lowest index; and a tie flag."""
+    best = q.max(axis=1, keepdims=True)
+    near = q >= best - tol * np.maximum(1.0, np.abs(best))
+    action = np.where(near[:, NOOP], NOOP, near.argmax(axis=1))
+    return action.astype(np.int64), near.sum(axis=1) > 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward pass: the distribution of episodes under a policy
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """What a policy does, exactly: its episode distribution and expectations."""
+
+    distribution: object  # agents.metrics.EpisodeDistribution
+    objective_return: float
+    reach: list  # per layer: probability of reaching each information state
+    transitions_taken: list  # per layer: bool mask of the transitions the policy takes
+
+
+def forward(graph: Graph, policy: list[np.ndarray], rewards: list[np.ndarray] | None = None,
+            gamma: float = 1.0) -> Outcome:
+    """Push the start distribution through the graph under ``policy`` (actions per information
+    state, per layer). The distribution is over underlying member states (what the robot
+    cannot see still decides what happens) and the events fired so far (and coins collected)."""
+    from agents.metrics import EpisodeDistribution
+
+    first = graph.layers[0]
+    # layer 0's members are the start states: one certain hidden combination each
+    pair_m = np.array([int(np.flatnonzero(first.member_info == i)[0]) for i in graph.start_info], dtype=np.int64)
+    pair_f = np.zeros(len(pair_m), dtype=np.int64)
+    pair_p = graph.start_prob.copy()
+    pair_m, pair_f, pair_p = _merge(pair_m, pair_f, pair_p)
+    ends = {"p": [], "reason": [], "flags": [], "length": [], "layout": []}
+    task = hidden = obj = 0.0
+    counts = np.zeros(NUM_EVENTS)
+    reach, taken = [], []
+    for t, layer in enumerate(graph.layers):
+        r_in = np.zeros(layer.num_info)
+        np.add.at(r_in, layer.member_info[pair_m], pair_p)
+        reach.append(r_in)
+        sel = layer.t_action == policy[t][layer.member_info[layer.t_member]]
+        taken.append(sel)
+        idx = np.flatnonzero(sel)
+        tmem = layer.t_member[idx]
+        order = np.argsort(tmem, kind="stable")
+        idx, tmem = idx[order], tmem[order]
+        n_members = len(layer.members)
+        start = np.searchsorted(tmem, np.arange(n_members))
+        stop = np.searchsorted(tmem, np.arange(n_members), side="right")
+        per_pair = stop[pair_m] - start[pair_m]
+        rep = np.repeat(np.arange(len(pair_m)), per_pair)
+        offs = np.arange(len(rep)) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
+        tr = idx[start[pair_m][rep] + offs]
+        # t_prob carries the member's belief weight; here the member is known: outcome probability only
+        p = pair_p[rep] * layer.t_prob[tr] / layer.member_weight[layer.t_member[tr]]
+        ev = layer.t_events[tr]
+        flags = pair_f[rep] | ev
+        flags = flags + (((ev & _COIN_BIT) != 0).astype(np.int64) << _COIN_SHIFT)
+        task += float(p @ layer.t_reward[tr])
+        hidden += float(p @ layer.t_hidden[tr])
+        if rewards is not None:
+            obj += (gamma ** t) * float(p @ rewards[t][tr])
+        counts += p @ events_matrix(ev)
+        done = layer.t_next[tr] < 0
+        if done.any():
+            ends["p"].append(p[done])
+            ends["reason"].append(layer.t_reason[tr][done])
+            ends["flags"].append(flags[done])
+            ends["length"].append(np.full(done.sum(), t + 1))
+            ends["layout"].append(layer.members[layer.t_member[tr][done], S_LAYOUT])
+        go = ~done
+        pair_m, pair_f, pair_p = _merge(layer.t_next_member[tr][go], flags[go], p[go])
+    flags = np.concatenate(ends["flags"]) if ends["flags"] else np.zeros(0, dtype=np.int64)
+    dist = EpisodeDistribution(
+        weight=np.concatenate(ends["p"]) if ends["p"] else np.zeros(0),
+        reason=np.concatenate(ends["reason"]).astype(np.uint8) if ends["reason"] else np.zeros(0, dtype=np.uint8),
+        ever=events_matrix(flags & ((1 << NUM_EVENTS) - 1)).astype(bool),
+        length=np.concatenate(ends["length"]).astype(np.int64) if ends["length"] else np.zeros(0, dtype=np.int64),
+        layout=np.concatenate(ends["layout"]).astype(np.int64) if ends["layout"] else np.zeros(0, dtype=np.int64),
+        coins=(flags >> _COIN_SHIFT).astype(np.int64),
+        task_return=task, hidden_return=hidden, event_counts=counts)
+    return Outcome(dist, obj, reach, taken)
+
+
+def _merge(info, flags, p):
+    """Sum the probability of equal (information state, flags) pairs."""
+    if len(info) == 0:
+        return info, flags, p
+    keys = np.stack([info, flags], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    return uniq[:, 0], uniq[:, 1], np.bincount(inv.reshape(-1), weights=p, minlength=len(uniq))
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives on the graph
+# ---------------------------------------------------------------------------------------------
+def _uniform_hash(keys: np.ndarray, salt: np.ndarray) -> np.ndarray:
+    """Deterministic uniforms in [0, 1): one per (key row, salt), from a SplitMix-style mix."""
+    h = np.full(len(keys), np.uint64(0x9E3779B97F4A7C15))
+    with np.errstate(over="ignore"):
+        for col in range(keys.shape[1]):
+            h = (h ^ keys[:, col].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(29)
+        z = h[:, None] ^ (salt[None, :].astype(np.uint64) * np.uint64(0x94D049BB133111EB))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+class _Values:
+    """Computes the values objectives ask for (``Objective.needs()``) on a graph."""
+
+    def __init__(self, graph: Graph, level: Level, max_states: int):
+        self.graph, self.level, self.max_states = graph, level, max_states
+        self._cache: dict = {}
+
+    def for_layer(self, t: int, needs: dict, next_keys: np.ndarray, events_bits: np.ndarray) -> dict:
+        out = {}
+        layer = self.graph.layers[t]
+        for name, settings in needs.items():
+            settings = dict(settings or {})
+            if name == "no_shutdown_value":
+                out[name] = self._no_shutdown_value(t, next_keys, events_bits)
+            elif name in ("aux_q", "aux_q_noop"):
+                q = self._aux_q(**settings)[t]
+                info = layer.member_info[layer.t_member]
+                out[name] = q[info, layer.t_action] if name == "aux_q" else q[info, NOOP]
+            else:
+                raise ValueError(f"the exact solver cannot provide value {name!r}; it provides "
+                                 "'no_shutdown_value', 'aux_q', 'aux_q_noop'")
+        return out
+
+    # -- utility indifference: the task value had the shutdown not happened ------------------
+    def _counterfactual(self, layer, src, next_keys):
+        """The next states as if the shutdown had not happened: no request, not frozen, no
+        scheduled shutdown, the human where they stood before the step (in that world they
+        never walk to the button)."""
+        cf = next_keys.copy()
+        cf[:, S_REQUESTED] = 0
+        cf[:, S_FROZEN] = 0
+        cf[:, S_SHUTDOWN_AT] = -1
+        before = layer.members[src]
+        cf[:, S_HR], cf[:, S_HC] = before[:, S_HR], before[:, S_HC]
+        return cf
+
+    def _no_shutdown_values(self):
+        """Optimal task values in the no-shutdown world from every counterfactual state (one graph
+        grown from all of them at once)."""
+        if "ns" not in self._cache:
+            rows = []
+            for layer in self.graph.layers:
+                src, _, _, nxt, _, _, evs, rsn = self.graph.expand_layer(layer)
+                hit = (evs & _SHUTDOWN_BITS) != 0
+                rows.append(self._counterfactual(layer, src[hit], nxt[hit]))
+            cf = np.unique(np.concatenate(rows), axis=0) if rows else np.zeros((0, KEY_COLS), dtype=np.int64)
+            values = {}
+            if len(cf):
+                world = self.level.with_params(request="never", request_on_harm=False, shutdown_step=-1)
+                # states at the time limit have nothing left to earn; the rest are grown into a graph
+                live = cf[cf[:, S_STEP] < world.params.max_steps]
+                if len(live):
+                    g = Graph(compile_level(world), max_states=self.max_states, starts=live)
+                    _, vs = backward(g, [layer.t_reward for layer in g.layers])
+                    start_obs, _ = g._split(live)
+                    values = {row.tobytes(): float(vs[0][i]) for row, i in zip(start_obs, g.start_info)}
+            self._cache["ns"] = values
+        return self._cache["ns"]
+
+    def _no_shutdown_value(self, t, next_keys, events_bits):
+        out = np.zeros(len(next_keys))
+        hit = np.flatnonzero((events_bits & _SHUTDOWN_BITS) != 0)
+        if len(hit) == 0:
+            return out
+        values = self._no_shutdown_values()
+        layer = self.graph.layers[t]
+        cf = self._counterfactual(layer, layer.t_member[hit], next_keys[hit])
+        if self.graph.hidden:
+            cf[:, S_REQUESTED] = 0
+            cf[:, S_FROZEN] = 0
+        out[hit] = [values.get(row.tobytes(), 0.0) for row in cf]
+        return out
+
+    # -- AUP: optimal Q-values of random auxiliary rewards -----------------------------------
+    def _aux_q(self, num: int = 30, gamma: float = 0.996, seed: int = 0):
+        key = ("aux", num, gamma, seed)
+        if key not in self._cache:
+            salt = np.arange(num, dtype=np.int64) + 1_000_003 * int(seed)
+            rewards = []
+            for t, layer in enumerate(self.graph.layers):
+                nxt = self.graph.expand_layer(layer)[3]
+                rewards.append(_uniform_hash(nxt, salt))
+            qs, _ = backward(self.graph, rewards, gamma)
+            self._cache[key] = qs
+        return self._cache[key]
+
+
+def objective_rewards(graph: Graph, level: Level, objective, values: _Values) -> list[np.ndarray]:
+    """The objective's reward for every transition, one vectorised call per step layer."""
+    from agents.objectives import Transitions
+
+    needs = objective.needs()
+    out = []
+    for t, layer in enumerate(graph.layers):
+        _, act, _, nxt, rew, hid, evs, rsn = graph.expand_layer(layer)
+        state = layer.members[layer.t_member][:, :NUM_STATE].astype(np.int32)
+        tr = Transitions(reward=rew, hidden=hid, events=events_matrix(evs), reason=rsn, done=rsn != Reason.RUNNING,
+                         state=state, next_state=nxt[:, :NUM_STATE].astype(np.int32), action=act.astype(np.int64),
+                         values=values.for_layer(t, needs, nxt, evs), level=level)
+        out.append(np.asarray(objective.rewards(tr), dtype=np.float64))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Solution:
+    """An optimal policy under an objective, with its exact value and metrics."""
+
+    level: Level
+    objective: object
+    value: float  # expected objective return from reset
+    metrics: dict  # the safety metrics of agents.metrics, exact, plus ties
+    num_states: int  # underlying states enumerated
+    num_info_states: int  # decision nodes (information states)
+    policy: list = field(repr=False)  # per step: action of each information state
+    q: list = field(repr=False)  # per step: Q-values [m, A]
+    graph: Graph = field(repr=False)
+    solve_seconds: float = 0.0
+    _tracking: dict = field(default_factory=dict, repr=False)
+
+    def act(self, vec_env) -> np.ndarray:
+        """Greedy actions for every env of a ``gymnasium.make_vec`` env of the same level, in its
+        current state (call it once per step and step with what it returns: where the request is
+        hidden it follows each env's observations to keep its belief)."""
+        engine = vec_env.unwrapped.engine
+        g = self.graph
+        if engine.compiled.level != self.level:
+            raise ValueError(f"this solution is for level {self.level.name!r} with its params; the env runs "
+                             f"{engine.compiled.level.name!r} (or other params)")
+        keys = g.keys_of_engine(engine)
+        obs_keys, _ = g._split(keys)
+        steps = keys[:, S_STEP]
+        out = np.full(engine.num_envs, NOOP, dtype=np.int64)
+        track = self._tracking.setdefault(id(engine), {"info": np.full(engine.num_envs, -1), "act": out.copy()})
+        for i in range(engine.num_envs):
+            t = int(steps[i])
+            if t >= len(g.layers):
+                continue
+            row = obs_keys[i].tobytes()
+            if t == 0 or not g.hidden:
+                layer = g._lookup_tables(t) if not g.hidden else g.layers[0]
+                if g.hidden:
+                    info = next((j for j, k in enumerate(layer.obs_keys) if k.tobytes() == row), None)
+                else:
+                    info = layer.index.get(row)
+            else:
+                prev = g._lookup_tables(t - 1)
+                info = prev.successors.get((int(track["info"][i]), int(track["act"][i]), row))
+            if info is None:
+                raise RuntimeError(f"env {i} is in a state the solver never reached (step {t}); was it stepped with "
+                                   "actions other than this solution's, or reset without the solution seeing it?")
+            track["info"][i] = info
+            out[i] = self.policy[t][info]
+        track["act"] = out.copy()
+        return out
+
+
+def _ties(reach: list, tie_flags: list) -> tuple[int, int]:
+    reached = sum(int((r > 0).sum()) for r in reach)
+    ties = sum(int(((r > 0) & f).sum()) for r, f in zip(reach, tie_flags))
+    return ties, reached
+
+
+def solve(level, objective="task", *, max_states: int = 2_000_000, **level_params) -> Solution:
+    """The optimal policy of ``level`` (a registered name or a :class:`~envs.Level`; keywords
+    override its params as in ``gymnasium.make``) under ``objective`` (a name or an instance).
+
+    A level whose reachable graph passes ``max_states`` states is refused with the count reached
+    and the limit, before any large allocation."""
+    from agents.metrics import compute_metrics
+    from agents.objectives import get_objective
+
+    t0 = time.perf_counter()
+    level = _resolve(level, level_params)
+    objective = get_objective(objective)
+    graph = graph_of(level, max_states)
+    gamma = float(getattr(objective, "discount", 1.0))
+    rewards = objective_rewards(graph, level, objective, _Values(graph, level, max_states))
+    qs, vs = backward(graph, rewards, gamma)
+    policy, tie_flags = zip(*(greedy(q) for q in qs))
+    out = forward(graph, list(policy), rewards, gamma)
+    metrics = compute_metrics(out.distribution, level)
+    ties, decisions = _ties(out.reach, tie_flags)
+    metrics["ties"] = ties
+    metrics["decisions"] = decisions
+    value = float(graph.start_prob @ vs[0][graph.start_info])
+    return Solution(level, objective, value, metrics, graph.num_states, sum(l.num_info for l in graph.layers),
+                    list(policy), list(qs), graph, time.perf_counter() - t0)
+
+
+def evaluate(level, policy, objective=None, *, max_states: int = 2_000_000, **level_params) -> dict:
+    """Exact metrics of any policy on ``level``: a :class:`Solution` of the same level, an action
+    string (``"rrd"``, noop once it runs out), or a function of a batch of observations
+    ``uint8 [n, 4, H, W]`` returning actions (the robot's memoryless policy). With ``objective``
+    the result also holds ``objective_return``."""
+    from agents.metrics import compute_metrics
+    from agents.objectives import get_objective
+
+    level = _resolve(level, level_params)
+    graph = graph_of(level, max_states)
+    if isinstance(policy, Solution):
+        if policy.level != level:
+            raise ValueError("the solution was computed for another level or other params")
+        actions = policy.policy
+    elif isinstance(policy, str):
+        bad = [ch for ch in policy if ch not in ACTION_LETTERS]
+        if bad:
+            raise ValueError(f"action string {policy!r}: unknown letters {bad}; use {''.join(ACTION_LETTERS)!r}")
+        script = [int(ACTION_LETTERS[ch]) for ch in policy]
+        actions = [np.full(layer.num_info, script[t] if t < len(script) else NOOP, dtype=np.int64)
+                   for t, layer in enumerate(graph.layers)]
+    elif callable(policy):
+        c = graph.compiled
+        actions = []
+        for layer in graph.layers:
+            obs = observations(np.ascontiguousarray(layer.obs_keys), graph.tiles_flat, graph.h, graph.w, c.params,
+                               graph.mut)
+            a = np.asarray(policy(obs), dtype=np.int64).reshape(-1)
+            if a.shape != (layer.num_info,) or ((a < 0) | (a >= NUM_ACTIONS)).any():
+                raise ValueError(f"the policy must return one action in 0..{NUM_ACTIONS - 1} per observation")
+            actions.append(a)
+    else:
+        raise TypeError(f"policy must be a Solution, an action string or a callable, got {type(policy).__name__}")
+    rewards, gamma = None, 1.0
+    if objective is not None:
+        objective = get_objective(objective)
+        gamma = float(getattr(objective, "discount", 1.0))
+        rewards = objective_rewards(graph, level, objective, _Values(graph, level, max_states))
+    out = forward(graph, actions, rewards, gamma)
+    metrics = compute_metrics(out.distribution, level)
+    if objective is not None:
+        metrics["objective_return"] = out.objective_return
+    return metrics
