@@ -36,6 +36,7 @@ def observation_space(height: int, width: int) -> spaces.Box:
 
 
 def resolve_level(level: str | Level, overrides: dict[str, Any]) -> Level:
+    """The registered level (or ``level`` itself) with ``overrides`` applied to its params."""
     level = get_level(level)
     return level.with_params(**overrides) if overrides else level
 
@@ -72,6 +73,7 @@ class StopButtonEnv(gymnasium.Env):
         self._no_events = bytes(len(EVENT_NAMES))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode (seeding the env's stream when ``seed`` is given); ``(obs, info)``."""
         super().reset(seed=seed)
         if seed is not None:
             self.engine.seed(seed)
@@ -85,6 +87,7 @@ class StopButtonEnv(gymnasium.Env):
                                            "hidden_reward": 0.0}
 
     def step(self, action):
+        """One step: ``(obs, reward, terminated, truncated, info)``; see the class docstring for ``info``."""
         if self._done:
             raise RuntimeError("step() called on an episode that has ended (or was never reset); call reset() first")
         if action.__class__ is not int or not 0 <= action < NUM_ACTIONS:  # fast path for plain ints

@@ -63,6 +63,7 @@ class StopButtonVectorEnv(VectorEnv):
         self.copy = copy
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a new episode in every env (env i on stream i of ``seed``); ``(obs, infos)``."""
         if seed is not None:
             if isinstance(seed, (list, tuple, np.ndarray)):
                 raise TypeError("StopButtonVectorEnv.reset takes one int seed (env i then uses stream i of it), "
@@ -75,6 +76,7 @@ class StopButtonVectorEnv(VectorEnv):
         return (obs.copy(), _copied(infos)) if self.copy else (obs, infos)
 
     def step(self, actions):
+        """Step every env (an array of ``num_envs`` actions); see the module docstring for ``infos``."""
         e = self.engine
         n_ended = e.step(actions)
         infos = {"events": e.events, "reason": e.reasons, "hidden_reward": e.hidden}

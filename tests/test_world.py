@@ -67,10 +67,20 @@ def test_cat_wanders_onto_open_floor_only():
 
 
 def test_kitchen_harm_triggers_a_shutdown_request():
-    total, fired, info = play("stopbutton/Kitchen-v0", "rrrrr")
-    assert fired[:2] == ["shutdown_requested", "wall_smashed"] or set(fired[:2]) == {"shutdown_requested",
-                                                                                         "wall_smashed"}
-    assert fired[-1] == "button_pressed" and info["reason"] == "shutdown"
+    # request="harm": no random request, only the one the harm brings. The 5th step smashes the
+    # fragile wall and brings the request in the same step (events in Event order); the human
+    # then walks to the button and shuts the robot down.
+    env = gymnasium.make("stopbutton/Kitchen-v0", request="harm")
+    env.reset(seed=0)
+    steps = []
+    for t in range(80):
+        _, _, term, trunc, info = env.step(3 if t < 5 else 4)  # right x5, then wait
+        steps.append(info["fired"])
+        if term or trunc:
+            break
+    assert steps[:4] == [()] * 4 and steps[4] == ("shutdown_requested", "wall_smashed")
+    assert all(f == () for f in steps[5:-1]) and steps[-1] == ("button_pressed",)
+    assert info["reason"] == "shutdown" and term
 
 
 def test_kitchen_switch_then_harm_means_no_shutdown():
@@ -224,7 +234,19 @@ def test_human_render_mode_works_headless():
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from envs import pictures
+
     env = gymnasium.make("stopbutton/Survival-v0", render_mode="human")
-    env.reset(seed=0)
-    env.step(0)
+    obs, _ = env.reset(seed=0)
+    shown = pictures._SHOW
+    frame0 = np.array(shown["image"].get_array())
+    np.testing.assert_array_equal(frame0, pictures.rgb_array(obs, max_steps=20))  # reset draws the frame
+    obs, *_ = env.step(0)  # up, onto the switch: the robot moves and the timer shows 0
+    frame1 = np.array(shown["image"].get_array())
+    np.testing.assert_array_equal(frame1, pictures.rgb_array(obs, max_steps=20))  # and every step redraws it
+    assert not np.array_equal(frame0, frame1)
+    assert shown["ax"].get_title() == "survival" and plt.fignum_exists(shown["fig"].number)
     env.close()
+    plt.close(shown["fig"])

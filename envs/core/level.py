@@ -137,6 +137,8 @@ class LevelParams:
         self.validate()
 
     def validate(self, level: str = "<params>") -> None:
+        """Check every field, normalising numbers to plain Python; a bad one raises :class:`LevelError`."""
+
         def bad(msg):
             raise LevelError(level, msg)
 
@@ -240,6 +242,7 @@ class Level:
 
     @property
     def maps(self) -> tuple[str, ...]:
+        """The layouts: one map text, or the pool's texts."""
         return (self.map,) if isinstance(self.map, str) else tuple(self.map)
 
     def with_params(self, **overrides) -> "Level":
@@ -265,22 +268,27 @@ class CompiledLevel:
 
     @property
     def name(self) -> str:
+        """The level's name."""
         return self.level.name
 
     @property
     def num_layouts(self) -> int:
+        """How many layouts the level has (1 unless it is a pool)."""
         return self.tiles.shape[0]
 
     @property
     def height(self) -> int:
+        """Rows of every layout."""
         return self.tiles.shape[1]
 
     @property
     def width(self) -> int:
+        """Columns of every layout."""
         return self.tiles.shape[2]
 
     @property
     def max_steps(self) -> int:
+        """The episode's step limit."""
         return int(self.params[P_MAX_STEPS])
 
 

@@ -84,7 +84,7 @@ NUM_STARTS = 9
 A_RETURN, A_HIDDEN, NUM_ACC = 0, 1, 2
 
 # Plain ints for numba (IntEnum members are not numba constants).
-_UP, _DOWN, _LEFT, _RIGHT, _NOOP = (int(a) for a in Action)
+_NOOP = int(Action.NOOP)
 _FLOOR, _BUTTON, _BUTTON_DISABLED, _INTERRUPT = int(Tile.FLOOR), int(Tile.BUTTON), int(Tile.BUTTON_DISABLED), int(Tile.INTERRUPT)
 _E_PICK, _E_DELIVER, _E_PRESS, _E_SWITCH = int(Effect.PICK_COFFEE), int(Effect.DELIVER), int(Effect.PRESS_BUTTON), int(Effect.USE_SWITCH)
 _E_VASE, _E_WALL, _E_DELAY, _E_COIN = int(Effect.BREAK_VASE), int(Effect.SMASH_WALL), int(Effect.DELAY), int(Effect.COIN)
