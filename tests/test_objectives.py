@@ -92,7 +92,8 @@ def test_params_are_checked_on_direct_construction_and_coerced():
         AUP(lam=-0.1)
     a = AUP(lam=1, num=np.int64(5))
     assert isinstance(a.lam, float) and a.lam == 1.0 and type(a.num) is int
-    assert a.params() == {"discount": 1.0, "lam": 1.0, "num": 5, "gamma": 0.996, "seed": 0, "scale": "per_term"}
+    assert a.params() == {"discount": 1.0, "lam": 1.0, "num": 5, "gamma": 0.996, "seed": 0, "scale": "per_term",
+                          "scale_task": True}
 
 
 def test_instances_classes_and_configs():
@@ -117,7 +118,7 @@ def test_defaults_match_the_references():
     assert a.needs() == {"aux_q": {"num": 30, "gamma": 0.996, "seed": 0},
                          "aux_q_noop": {"num": 30, "gamma": 0.996, "seed": 0}}
     r = RelativeReachability()
-    assert (r.beta, r.gamma) == (30.0, 0.99) and r.needs() == {"reachability_loss": {"gamma": 0.99}}
+    assert (r.beta, r.gamma) == (1.0, 0.99) and r.needs() == {"reachability_loss": {"gamma": 0.99}}
     assert DReST().lam == 0.9 and set(DReST(meta_episode=8).needs()) == {
         "episode_coins", "max_coins", "length_index", "meta_counts"}
     assert DReST(meta_episode=8).needs()["meta_counts"] == {"meta_episode": 8}
@@ -199,20 +200,23 @@ def test_aup_penalty_on_a_tiny_q_table():
     q = np.array([[2.0, 1.0], [1.0, 1.0], [3.0, 3.0]])
     q0 = np.array([[1.0, 2.0], [1.0, 0.0], [3.0, 3.0]])
     t = Transitions(reward=[1.0, 0.0, 0.5], values={"aux_q": q, "aux_q_noop": q0})
-    per_term = AUP(lam=0.5, num=2)
+    per_term = AUP(lam=0.5, num=2, scale_task=False)
     # row 0: (1/1 + 1/2) / 2; row 1: (0 + 1/1, a zero scale counts as 1) / 2; row 2: no change
     np.testing.assert_allclose(per_term.penalty(t), [0.75, 0.5, 0.0])
     np.testing.assert_allclose(per_term(t), [1.0 - 0.375, -0.25, 0.5])
     mean = AUP(lam=0.5, num=2, scale="mean")
     # row 0: mean |dQ| 1 / mean Q_noop 1.5; row 1: 0.5 / 0.5
     np.testing.assert_allclose(mean.penalty(t), [2 / 3, 1.0, 0.0])
+    # the authors' code scales the task reward by (1 - gamma) before subtracting the penalty
+    scaled = AUP(lam=0.5, num=2, gamma=0.9)
+    np.testing.assert_allclose(scaled(t), [0.1 * 1.0 - 0.375, -0.25, 0.1 * 0.5])
     with pytest.raises(ValueError, match=r"num=3"):
         AUP(num=3)(t)
 
 
 def test_relative_reachability():
     t = Transitions(reward=[1.0, -0.01], values={"reachability_loss": [0.0, 0.02]})
-    np.testing.assert_allclose(get_objective("relative_reachability")(t), [1.0, -0.01 - 30 * 0.02])
+    np.testing.assert_allclose(get_objective("relative_reachability")(t), [1.0, -0.01 - 1.0 * 0.02])
     np.testing.assert_allclose(RelativeReachability(beta=1.0)(t), [1.0, -0.03])
 
 

@@ -357,16 +357,21 @@ class Graph:
 
     def keys_of_engine(self, engine) -> np.ndarray:
         """Key rows of every env of an :class:`~envs.core.engine.Engine` of this level, now."""
-        n = engine.num_envs
+        return self.keys_of(engine.state, engine.grid)
+
+    def keys_of(self, state: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        """Key rows of engine state rows ``int32 [n, NUM_STATE]`` and their grids ``uint8 [n, H, W]``."""
+        n = len(state)
         keys = np.zeros((n, KEY_COLS), dtype=np.int64)
-        keys[:, :NUM_STATE] = engine.state
-        grid = engine.grid.reshape(n, -1)
-        layout = engine.state[:, S_LAYOUT]
+        keys[:, :NUM_STATE] = state
+        grid = grid.reshape(n, -1)
+        layout = state[:, S_LAYOUT]
         base = self.compiled.tiles.reshape(self.compiled.num_layouts, -1)[layout]
+        rows = np.arange(n)
         for j in range(self.mut.shape[1]):
             cell = self.mut[layout, j]
             ok = cell >= 0
-            changed = np.zeros(n, dtype=bool)
-            changed[ok] = grid[ok, cell[ok]] != base[ok, cell[ok]]
+            safe = np.where(ok, cell, 0)
+            changed = ok & (grid[rows, safe] != base[rows, safe])
             keys[:, K_MASK] |= changed.astype(np.int64) << j
         return keys

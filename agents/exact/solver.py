@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from numba import njit
 
 from envs.core.level import CompiledLevel, Level, compile_level
 from envs.core.rules import NUM_STATE, S_CR, S_FROZEN, S_HC, S_HR, S_LAYOUT, S_REQUESTED, S_SHUTDOWN_AT, S_STEP
@@ -189,6 +190,23 @@ def _uniform_hash(keys: np.ndarray, salt: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def _unique_rows_hashed(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, axis=0, return_inverse=True)`` through 64-bit row hashes (many times
+    faster on millions of rows); the grouping is checked row by row, so a collision cannot pass."""
+    h = np.full(len(rows), np.uint64(0x9E3779B97F4A7C15))
+    with np.errstate(over="ignore"):
+        for col in range(rows.shape[1]):
+            h = (h ^ rows[:, col].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    uniq = rows[first]
+    if not (uniq[inv] == rows).all():
+        uniq, inv = np.unique(rows, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+    return uniq, inv
+
+
 class _Values:
     """Computes the values objectives ask for (``Objective.needs()``) on a graph."""
 
@@ -203,13 +221,16 @@ class _Values:
             settings = dict(settings or {})
             if name == "no_shutdown_value":
                 out[name] = self._no_shutdown_value(t, next_keys, events_bits)
+            elif name == "reachability_loss":
+                out[name] = self._reachability_loss(**settings)[t]
             elif name in ("aux_q", "aux_q_noop"):
                 q = self._aux_q(**settings)[t]
                 info = layer.member_info[layer.t_member]
                 out[name] = q[info, layer.t_action] if name == "aux_q" else q[info, NOOP]
             else:
                 raise ValueError(f"the exact solver cannot provide value {name!r}; it provides "
-                                 "'no_shutdown_value', 'aux_q', 'aux_q_noop'")
+                                 "'no_shutdown_value', 'aux_q', 'aux_q_noop', "
+                                 "'reachability_loss'")
         return out
 
     # -- utility indifference: the task value had the shutdown not happened ------------------
@@ -262,6 +283,60 @@ class _Values:
         out[hit] = [values.get(row.tobytes(), 0.0) for row in cf]
         return out
 
+    # -- relative reachability: loss of reachability against the stepwise inaction baseline -----
+    def _reachability_loss(self, gamma: float = 0.99):
+        """Per layer, per transition: ``d(s', b) = mean_y max(0, R(b; y) - R(s'; y))`` with ``b``
+        the state NOOP reaches from the same state under the same random outcome.
+
+        Reachability is between *timeless* states (the key without the step counter: a state
+        is the same place whenever it is reached), over every transition of positive
+        probability (a random outcome that can happen counts as a way there), and ``S`` is
+        every state of the reachable graph, terminal ones included (they reach only
+        themselves). With ``max_states`` large this is |S|^2 floats: the level's timeless
+        state count is what limits it (5,510 on coffee_hazards)."""
+        key = ("rr", gamma)
+        cache = self.graph.__dict__.setdefault("_value_cache", {})  # the graph is cached per level
+        if key in cache:
+            return cache[key]
+        g = self.graph
+        parts = [g.expand_layer(layer) for layer in g.layers]
+        def timeless(rows):
+            rows = rows.copy()
+            rows[:, S_STEP] = 0
+            return rows
+        src_rows = [timeless(layer.members[p[0]]) for layer, p in zip(g.layers, parts)]
+        nxt_rows = [timeless(p[3]) for p in parts]
+        nodes, inv = _unique_rows_hashed(np.concatenate(src_rows + nxt_rows))
+        n_tr = sum(len(r) for r in src_rows)
+        num = len(nodes)
+        u, v = inv[:n_tr], inv[n_tr:]
+        edges = np.unique(u * num + v)
+        eu, ev = edges // num, edges % num
+        keep = eu != ev
+        eu, ev = eu[keep], ev[keep]
+        indptr = np.searchsorted(eu, np.arange(num + 1)).astype(np.int64)
+        reach = _reach_rows(indptr, ev.astype(np.int64), num, float(gamma))
+        out, offset = [], 0
+        member_nodes = inv[:n_tr]
+        for layer, p in zip(g.layers, parts):
+            src, act, rsn = p[0], p[1].astype(np.int64), p[7]
+            m = len(src)
+            # an episode's end is no state of the world: where a transition ends the episode (or
+            # its NOOP baseline does), the state it left stands in, as in the authors' code
+            # (which compares the last non-terminal state with the baseline at the end)
+            mine = np.where(rsn != Reason.RUNNING, member_nodes[offset:offset + m], v[offset:offset + m])
+            # transitions come in blocks per member, action-major, the same outcomes for every action
+            start = np.searchsorted(src, src, side="left")
+            per_member = np.bincount(src, minlength=len(layer.members))[src] // NUM_ACTIONS
+            outcome = (np.arange(m) - start) % per_member
+            base = mine[start + NOOP * per_member + outcome]
+            upairs, pinv = np.unique(mine * num + base, return_inverse=True)
+            loss = _pair_loss(reach, upairs // num, upairs % num)
+            out.append(loss[pinv.reshape(-1)])
+            offset += m
+        cache[key] = out
+        return out
+
     # -- AUP: optimal Q-values of random auxiliary rewards -----------------------------------
     def _aux_q(self, num: int = 30, gamma: float = 0.996, seed: int = 0):
         key = ("aux", num, gamma, seed)
@@ -269,11 +344,57 @@ class _Values:
             salt = np.arange(num, dtype=np.int64) + 1_000_003 * int(seed)
             rewards = []
             for t, layer in enumerate(self.graph.layers):
-                nxt = self.graph.expand_layer(layer)[3]
+                # the reward of a state, whenever it is reached (the authors' rewards are per board)
+                nxt = self.graph.expand_layer(layer)[3].copy()
+                nxt[:, S_STEP] = 0
                 rewards.append(_uniform_hash(nxt, salt))
             qs, _ = backward(self.graph, rewards, gamma)
             self._cache[key] = qs
         return self._cache[key]
+
+
+@njit(cache=True)
+def _reach_rows(indptr, indices, n, gamma):
+    """``R[x, y] = gamma ** (fewest steps from x to y)`` (0 where unreachable), by BFS from every node."""
+    out = np.zeros((n, n), dtype=np.float32)
+    dist = np.full(n, -1, dtype=np.int64)
+    queue = np.empty(n, dtype=np.int64)
+    powers = np.empty(n + 1, dtype=np.float32)
+    for k in range(n + 1):
+        powers[k] = gamma ** k
+    for x in range(n):
+        dist[:] = -1
+        dist[x] = 0
+        queue[0] = x
+        head, tail = 0, 1
+        while head < tail:
+            u = queue[head]
+            head += 1
+            out[x, u] = powers[dist[u]]
+            for e in range(indptr[u], indptr[u + 1]):
+                v = indices[e]
+                if dist[v] < 0:
+                    dist[v] = dist[u] + 1
+                    queue[tail] = v
+                    tail += 1
+    return out
+
+
+@njit(cache=True)
+def _pair_loss(reach, a, b):
+    """``mean_y max(0, R[b, y] - R[a, y])`` for each pair (a = the state reached, b = the baseline)."""
+    n = reach.shape[1]
+    out = np.zeros(len(a))
+    for k in range(len(a)):
+        if a[k] == b[k]:
+            continue
+        total = 0.0
+        for y in range(n):
+            d = reach[b[k], y] - reach[a[k], y]
+            if d > 0:
+                total += d
+        out[k] = total / n
+    return out
 
 
 def objective_rewards(graph: Graph, level: Level, objective, values: _Values) -> list[np.ndarray]:
@@ -354,6 +475,130 @@ def _ties(reach: list, tie_flags: list) -> tuple[int, int]:
     return ties, reached
 
 
+# ---------------------------------------------------------------------------------------------
+# DReST: meta-episodes
+# ---------------------------------------------------------------------------------------------
+def _cell_bits(graph: Graph, tile: int) -> np.ndarray:
+    """int64 [num_layouts]: the mask bits of the one-shot cells holding ``tile``."""
+    c = graph.compiled
+    tiles = c.tiles.reshape(c.num_layouts, -1)
+    out = np.zeros(c.num_layouts, dtype=np.int64)
+    for k in range(c.num_layouts):
+        for j, cell in enumerate(graph.mut[k]):
+            if cell >= 0 and tiles[k, cell] == tile:
+                out[k] |= np.int64(1) << j
+    return out
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.uint64)
+    count = np.zeros(len(x), dtype=np.int64)
+    while x.any():
+        count += (x & np.uint64(1)).astype(np.int64)
+        x = x >> np.uint64(1)
+    return count
+
+
+def _solve_meta(graph: Graph, level: Level, objective, gamma: float):
+    """Exact optimum of a meta-episode objective (DReST): the state grows by the counts of
+    each trajectory length chosen so far in the meta-episode, and the robot sees them (it
+    plays the meta-episode knowing its own history). Backward over the ``K`` mini-episodes:
+    for each count vector ``c`` of mini-episode ``j``, the mini-episode is solved with its end
+    reward plus the meta-value of ``c + e_L``; one backward pass handles every ``c`` of a ``j``
+    at once (a reward column each).
+
+    Returns ``(value per mini-episode, metrics of the whole meta-episode, policy at c = 0,
+    Q at c = 0, tie counts)``; the metrics average the mini-episodes, weighted by how likely
+    each count vector is under the optimal meta-policy."""
+    from agents.metrics import EpisodeDistribution, compute_metrics
+    from agents.objectives import Transitions
+    from envs.core.tables import Tile
+    from envs.levels.delay import delay_structure
+
+    structure = delay_structure(level)
+    num_len = len(structure.lengths)
+    if num_len != 2:
+        raise ValueError(f"level {level.name!r}: the meta-episode solver handles two trajectory lengths, got "
+                         f"{structure.lengths}")
+    k_meta = int(objective.needs()["meta_counts"].get("meta_episode", 16))
+    coin_bits, delay_bits = _cell_bits(graph, int(Tile.COIN)), _cell_bits(graph, int(Tile.DELAY))
+    max_coins = np.asarray(structure.max_coins, dtype=np.float64)
+    per_layer = []  # (transitions, end mask, length class, objective inputs)
+    for layer in graph.layers:
+        src, act, _, nxt, rew, hid, evs, rsn = graph.expand_layer(layer)
+        done = rsn != Reason.RUNNING
+        layout = nxt[:, S_LAYOUT]
+        cls = ((nxt[:, K_MASK] & delay_bits[layout]) != 0).astype(np.int64)
+        coins = _popcount(nxt[:, K_MASK] & coin_bits[layout])
+        state = layer.members[src][:, :NUM_STATE].astype(np.int32)
+        base = dict(reward=rew, hidden=hid, events=events_matrix(evs), reason=rsn, done=done, state=state,
+                    next_state=nxt[:, :NUM_STATE].astype(np.int32), action=act.astype(np.int64), level=level)
+        values = {"episode_coins": np.where(done, coins, 0), "max_coins": max_coins[layout, cls],
+                  "length_index": np.where(done, cls, -1)}
+        per_layer.append((done, cls, base, values))
+
+    def rewards_for(counts: np.ndarray, w_next: np.ndarray) -> list[np.ndarray]:
+        """Per layer [B_t, C]: the objective's reward under each count vector, plus the
+        meta-value of the counts it leads to on the mini-episode's last step."""
+        out = []
+        for done, cls, base, values in per_layer:
+            cols = []
+            for ci, c in enumerate(counts):
+                b = len(done)
+                t = Transitions(**base, values={**values, "meta_counts": np.broadcast_to(c, (b, num_len))})
+                r = np.asarray(objective.rewards(t), dtype=np.float64)
+                cols.append(r + np.where(done, w_next[ci, cls], 0.0))
+            out.append(np.stack(cols, axis=1))
+        return out
+
+    # meta-values W[j][c_long] (c_short = j - c_long): expected reward of the rest of the meta-episode
+    w_after = {k_meta: np.zeros(k_meta + 1)}
+    policies, qs_at, ties_at = {}, {}, {}
+    for j in range(k_meta - 1, -1, -1):
+        counts = np.array([[j - l, l] for l in range(j + 1)], dtype=np.int64)
+        nxt_w = w_after[j + 1]
+        # w_next[ci, L]: meta-value after this mini-episode ends with length class L
+        w_next = np.stack([nxt_w[counts[:, 1]], nxt_w[counts[:, 1] + 1]], axis=1)
+        qs, vs = backward(graph, rewards_for(counts, w_next), gamma)
+        w_after[j] = graph.start_prob @ vs[0][graph.start_info]
+        for ci, c in enumerate(counts):
+            pol, tie = zip(*(greedy(q[..., ci]) for q in qs))
+            policies[(j, int(c[1]))] = list(pol)
+            ties_at[(j, int(c[1]))] = list(tie)
+            if j == 0:
+                qs_at[0] = [q[..., 0] for q in qs]
+    # forward through the meta-episode: probability of each count vector, then the mixture
+    p_counts = {(0, 0): 1.0}
+    parts, ties, decisions = [], 0, 0
+    task = hidden = 0.0
+    event_counts = np.zeros(NUM_EVENTS)
+    for j in range(k_meta):
+        nxt = {}
+        for (jj, c_long), p in p_counts.items():
+            out = forward(graph, policies[(j, c_long)])
+            d = out.distribution
+            cls = d.ever[:, Event.SHUTDOWN_DELAYED].astype(np.int64)
+            p_long = float(d.weight @ cls)
+            nxt[(j + 1, c_long + 1)] = nxt.get((j + 1, c_long + 1), 0.0) + p * p_long
+            nxt[(j + 1, c_long)] = nxt.get((j + 1, c_long), 0.0) + p * (1 - p_long)
+            parts.append((p / k_meta, d))
+            task += p / k_meta * d.task_return
+            hidden += p / k_meta * d.hidden_return
+            event_counts += p / k_meta * d.event_counts
+            t, r = _ties(out.reach, ties_at[(j, c_long)])
+            ties, decisions = ties + t, decisions + r
+        p_counts = nxt
+    dist = EpisodeDistribution(
+        weight=np.concatenate([w * d.weight for w, d in parts]),
+        reason=np.concatenate([d.reason for _, d in parts]), ever=np.concatenate([d.ever for _, d in parts]),
+        length=np.concatenate([d.length for _, d in parts]), layout=np.concatenate([d.layout for _, d in parts]),
+        coins=np.concatenate([d.coins for _, d in parts]), task_return=task, hidden_return=hidden,
+        event_counts=event_counts)
+    metrics = compute_metrics(dist, level)
+    metrics["ties"], metrics["decisions"] = ties, decisions
+    return float(w_after[0][0]) / k_meta, metrics, policies[(0, 0)], qs_at[0], policies
+
+
 def solve(level, objective="task", *, max_states: int = 2_000_000, **level_params) -> Solution:
     """The optimal policy of ``level`` (a registered name or a :class:`~envs.Level`; keywords
     override its params as in ``gymnasium.make``) under ``objective`` (a name or an instance).
@@ -368,6 +613,12 @@ def solve(level, objective="task", *, max_states: int = 2_000_000, **level_param
     objective = get_objective(objective)
     graph = graph_of(level, max_states)
     gamma = float(getattr(objective, "discount", 1.0))
+    if "meta_counts" in objective.needs():
+        value, metrics, policy, q, meta = _solve_meta(graph, level, objective, gamma)
+        sol = Solution(level, objective, value, metrics, graph.num_states, sum(l.num_info for l in graph.layers),
+                       policy, q, graph, time.perf_counter() - t0)
+        sol.meta_policies = meta
+        return sol
     rewards = objective_rewards(graph, level, objective, _Values(graph, level, max_states))
     qs, vs = backward(graph, rewards, gamma)
     policy, tie_flags = zip(*(greedy(q) for q in qs))

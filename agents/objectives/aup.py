@@ -2,7 +2,7 @@
 "Conservative Agency via Attainable Utility Preservation", AIES, arXiv 1902.09725; code:
 alexander-turner/attainable-utility-preservation).
 
-    r'(s, a) = r(s, a) - lam * (1/n) sum_i |Q_i(s, a) - Q_i(s, noop)| / scale_i
+    r'(s, a) = (1 - gamma) r(s, a) - lam * (1/n) sum_i |Q_i(s, a) - Q_i(s, noop)| / scale_i
 
 The ``Q_i`` are the optimal values of ``n`` auxiliary reward functions ``R_i`` (uniform in
 [0, 1) per state, drawn from ``seed``), discounted with ``gamma``; doing nothing from the
@@ -17,6 +17,10 @@ variant divides the sum of the differences by the sum of ``|Q_i(s, noop)|``, whi
 the former, ``scale="mean"`` the latter; both use ``|Q_i(s, noop)|`` (the Q's are >= 0 with
 rewards in [0, 1) anyway) and replace a scale below ``1e-12`` by 1 to avoid dividing by zero.
 
+Task scale. The code's Q-update uses ``(1 - discount) * reward - penalty``: the task reward is
+scaled by ``1 - gamma`` (0.004) while the penalty is not, which makes the penalty about 250
+times heavier than a reading of the paper's formula suggests. ``scale_task=True`` (default)
+does the same; ``scale_task=False`` is the formula as printed.
 Defaults as in the code: ``lam = 1/1.501``, ``n = 30`` auxiliary rewards, ``gamma = 0.996``.
 ``gamma`` discounts the auxiliary Q's only; the objective's own ``discount`` stays 1 (the task
 part is undiscounted over the level's finite horizon, as every objective here), whereas the
@@ -48,6 +52,10 @@ class AUP(Objective):
     scale: str = param("per_term", "Scaling: 'per_term' (each |dQ_i| / Q_i(s,noop), the code's default) or "
                        "'mean' (mean |dQ| / mean Q(s,noop), its use_scale variant).", choices=("per_term", "mean"))
 
+    scale_task: bool = param(True, "Multiply the task reward by (1 - gamma) before subtracting the penalty, as the "
+                             "authors' code does ('reward = (1 - discount) * reward - penalty'); False keeps the "
+                             "task reward as it is (a much weaker penalty).")
+
     def needs(self) -> dict[str, dict]:
         settings = {"num": self.num, "gamma": self.gamma, "seed": self.seed}
         return {"aux_q": dict(settings), "aux_q_noop": dict(settings)}
@@ -69,4 +77,5 @@ class AUP(Objective):
         return np.mean(diff, axis=1) / np.where(s < SCALE_FLOOR, 1.0, s)
 
     def reward(self, t: Transitions) -> np.ndarray:
-        return t.reward - self.lam * self.penalty(t)
+        task = (1.0 - self.gamma) * t.reward if self.scale_task else t.reward
+        return task - self.lam * self.penalty(t)

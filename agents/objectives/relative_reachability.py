@@ -10,14 +10,20 @@ random outcome. ``R`` is 1 for ``y = x`` and 0 when ``y`` is unreachable from ``
 truncation ``max(0, .)`` penalises only reductions in reachability. The provider computes
 ``d`` as ``values["reachability_loss"]`` with ``gamma`` = ``gamma_r``.
 
-Defaults from the paper's code (``run_experiment.py``): ``beta = 30``, ``gamma_r = 0.99``
-(its ``value_discount``). The paper picked the best ``beta`` per environment from a sweep
-over 0.1 .. 300. Scale caveat: AI Safety Gridworlds' rewards are of order 50 (goal +50, -1 a
-step), ours of order 1 (delivery +1, -0.01 a step), so ``beta = 30`` weighs the penalty about
-50 times more heavily relative to the task here; ``beta`` around 0.5 is the like-for-like
-weight. Sweep it. Differences from the code: the code discounts the task reward with 0.99 and
-uses inaction rollouts from both states; here the task part is undiscounted (``discount`` 1)
-and the baseline is the one-step inaction state, no rollouts.
+Defaults. The paper's code uses ``beta = 30`` and ``gamma_r = 0.99`` (its ``value_discount``)
+and picked the best ``beta`` per environment from a sweep over 0.1 .. 300. Its rewards are of
+order 50 (goal +50, -1 a step), ours of order 1 (delivery +1, -0.01 a step), so the
+like-for-like weight here is about 30 / 50 = 0.6; the default is ``beta = 1``. Measured with
+the exact solver on coffee_hazards: ``beta`` 1 and 5 take the harm-free detour (delivered 1,
+harm 0, return 0.84); ``beta`` 30 never fetches the coffee at all, because picking it up is
+itself irreversible (the states with the coffee still in the machine become unreachable)
+and that costs more than delivering pays. Sweep it.
+Differences from the code: the task part is undiscounted (``discount`` 1) and the baseline
+is the one-step inaction state, no inaction rollouts. As in the code, the step that ends the
+episode is charged with the state it left (an episode's end is not a state of the world that
+makes everything else unreachable). Reachability is between timeless states (the step counter
+left out) over every transition of positive probability; see
+``agents.exact.solver._Values._reachability_loss``.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ class RelativeReachability(Objective):
     """Task reward minus ``beta`` times the relative reachability loss against stepwise inaction."""
 
     name = "relative_reachability"
-    beta: float = param(30.0, "Penalty weight (the paper's code default; see the scale caveat).", low=0.0)
+    beta: float = param(1.0, "Penalty weight (the paper's 30 at its reward scale is about 0.6 here; see Defaults).",
+                        low=0.0)
     gamma: float = param(0.99, "Reachability discount gamma_r: R(x; y) = gamma_r ** steps.", low=0.0, high=1.0,
                          low_open=True)
 

@@ -48,6 +48,10 @@ class Engine:
         self.ep_stats = np.zeros((n, 4), dtype=np.float64)  # return, hidden return, length, layout
         self.ev_count = np.zeros((n, NUM_EVENTS), dtype=np.int32)  # events so far in each running episode
         self.ep_events = np.zeros((n, NUM_EVENTS), dtype=np.int32)  # ... of an episode that ended
+        # The state and grid an episode ended in (written on autoreset, before the reset), so
+        # that learners can see the true last transition of an episode.
+        self.final_state = np.zeros_like(self.state)
+        self.final_grid = np.zeros_like(self.grid)
         self.scripted_human = np.full(n, HUMAN_SCRIPTED, dtype=np.int64)
         self._seeded = False
         self.was_reset = False
@@ -60,7 +64,7 @@ class Engine:
                            c.params, c.penalties)
         self._args_tail = (self.autoreset, obs, self.rewards, self.terminated, self.truncated, self.done,
                            self.reasons, events, self.hidden, final_obs, self.ep_stats, self.ev_count.reshape(-1),
-                           self.ep_events.reshape(-1))
+                           self.ep_events.reshape(-1), self.final_state, self.final_grid.reshape(-1))
 
     def seed(self, seed: int, first_index: int = 0) -> None:
         """Seed every env's RNG stream from ``seed``; env j gets stream ``first_index + j``."""

@@ -82,7 +82,7 @@ warnings.filterwarnings("ignore", message="(?s).*parallel=True' was specified bu
 @njit(cache=True, inline="always")
 def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
               actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events,
-              hidden, final_obs, ep_stats, ev_count, ep_events):
+              hidden, final_obs, ep_stats, ev_count, ep_events, final_state, final_grid):
     """Step env i; returns 1 if its episode ended this step, else 0."""
     h, w = human_dist.shape[1], human_dist.shape[2]
     # What the incremental observation update needs to know of the previous step.
@@ -112,6 +112,11 @@ def _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, 
             ep_stats[i, 1] = acc[i, A_HIDDEN]
             ep_stats[i, 2] = state[i, S_STEP]
             ep_stats[i, 3] = state[i, S_LAYOUT]
+            for k in range(state.shape[1]):  # the state the episode ended in, before the reset
+                final_state[i, k] = state[i, k]
+            hw = np.uint64(h * w)
+            for k in range(hw):
+                final_grid[np.uint64(i) * hw + k] = grid[np.uint64(i) * hw + k]
             for e in range(NUM_EVENTS):
                 ep_events[base + np.uint64(e)] = ev_count[base + np.uint64(e)]
                 ev_count[base + np.uint64(e)] = 0
@@ -159,7 +164,7 @@ def _first_invalid(actions, human_actions):
 @njit(cache=True, parallel=True)
 def step_serial(state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
                 human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events, hidden,
-                final_obs, ep_stats, ev_count, ep_events):
+                final_obs, ep_stats, ev_count, ep_events, final_state, final_grid):
     """Step every env once, one after another (the buffers are described in the module
     docstring). Returns ``(first invalid action index or -1, episodes ended)``."""
     bad = _first_invalid(actions, human_actions)
@@ -169,14 +174,14 @@ def step_serial(state, grid, acc, rng, tiles, human_dist, starts, start_carry, p
     for i in range(state.shape[0]):
         n_done += _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
                             actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons,
-                            events, hidden, final_obs, ep_stats, ev_count, ep_events)
+                            events, hidden, final_obs, ep_stats, ev_count, ep_events, final_state, final_grid)
     return -1, n_done
 
 
 @njit(cache=True, parallel=True)
 def step_parallel(state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties, actions,
                   human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons, events, hidden,
-                  final_obs, ep_stats, ev_count, ep_events):
+                  final_obs, ep_stats, ev_count, ep_events, final_state, final_grid):
     """:func:`step_serial` with the envs spread over numba's threads (``prange``)."""
     bad = _first_invalid(actions, human_actions)
     if bad >= 0:
@@ -185,7 +190,7 @@ def step_parallel(state, grid, acc, rng, tiles, human_dist, starts, start_carry,
     for i in prange(state.shape[0]):
         n_done += _step_one(i, state, grid, acc, rng, tiles, human_dist, starts, start_carry, params, penalties,
                             actions, human_actions, autoreset, obs, rewards, terminated, truncated, done, reasons,
-                            events, hidden, final_obs, ep_stats, ev_count, ep_events)
+                            events, hidden, final_obs, ep_stats, ev_count, ep_events, final_state, final_grid)
     return -1, n_done
 
 
