@@ -20,7 +20,7 @@ from .solver import solve
 SOLVABLE = ("coffee", "off_switch", "tempting_button", "survival", "safe_interruptibility_0", "safe_interruptibility",
             "safe_interruptibility_2", "shutdown_delay", "coffee_hazards")
 COLUMNS = ("task_return", "hidden_return", "delivered", "compliance", "tampering", "blocking", "self_shutdown",
-           "harm", "ties")
+           "harm", "neutrality", "ties")
 
 
 def _fmt(x) -> str:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objectives", nargs="+", default=None, help="objectives (default: every registered one)")
     parser.add_argument("--max-states", type=int, default=2_000_000, help="refuse levels with more states")
     args = parser.parse_args(argv)
-    objectives = args.objectives or [n for n in OBJECTIVES if n != "drest"]
+    objectives = args.objectives or list(OBJECTIVES)
     for name in args.levels:
         if name not in LEVELS:
             parser.error(f"unknown level {name!r}; registered levels are {sorted(LEVELS)}")

@@ -1,0 +1,204 @@
+"""What every learner shares: the :class:`Run` it returns, typed configs, periodic evaluation.
+
+A learner is a module in :data:`agents.learners.LEARNERS` with a config dataclass ``Config``
+(every field documented with ``field(metadata={"doc": ...})``) and a function
+``learn(level, objective, config, total_steps, seed, progress, evaluator) -> Run``.
+:func:`agents.train` resolves the level, the objective and the config (unknown or mistyped
+keys fail naming the key and what exists) and calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pickle
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from envs.core.level import Level
+
+FORMAT = 1  # saved-run format version
+
+
+class Policy:
+    """A trained policy: ``act(obs) -> int64 [n]`` greedy actions for a batch of observations
+    ``uint8 [n, 4, H, W]`` (``engine`` is the batch's :class:`~envs.core.engine.Engine`, for
+    policies that need more than the observation, e.g. a step counter). Subclasses pickle."""
+
+    def act(self, obs: np.ndarray, engine=None) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def reset_state(self, num_envs: int) -> None:
+        """Forget per-env memory (policies with none ignore this)."""
+
+
+@dataclass
+class Run:
+    """A finished (or resumed) training run.
+
+    ``history``: one dict per evaluation with ``env_steps``, ``wall_time`` (seconds since the
+    run started), ``train_time`` (the same less the time spent evaluating) and every metric of :data:`agents.metrics.METRIC_NAMES` (means over the
+    evaluation episodes), plus ``<metric>_se`` standard errors. ``policy`` acts; ``config``
+    is the learner's typed config.
+    """
+
+    level: Level
+    agent: str
+    objective: Any  # agents.objectives.Objective
+    config: Any
+    seed: int
+    total_steps: int
+    history: list = field(default_factory=list)
+    policy: Policy | None = None
+    extra: dict = field(default_factory=dict)
+
+    def act(self, vec_env) -> np.ndarray:
+        """The trained policy's actions for every env of a ``gymnasium.make_vec`` env of this
+        run's level, in its current state."""
+        engine = getattr(vec_env, "unwrapped", vec_env).engine
+        if engine.compiled.level != self.level:
+            raise ValueError(f"this run was trained on level {self.level.name!r} (with its params); the env runs "
+                             f"{engine.compiled.level.name!r} or other params")
+        return np.asarray(self.policy.act(engine.obs, engine), dtype=np.int64)
+
+    def save(self, path) -> Path:
+        """Write the run to ``path`` (atomically: a temporary file, then a rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump({"format": FORMAT, "run": self}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+        return path
+
+
+def load(path) -> Run:
+    """A run written by :meth:`Run.save`."""
+    with open(path, "rb") as f:
+        data = pickle.load(f)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a stopbutton run file (format {FORMAT})")
+    return data["run"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed configs
+# ---------------------------------------------------------------------------------------------
+
+def config_from(cls, params: dict, where: str):
+    """``cls(**params)`` with every key and value checked: an unknown key fails listing the
+    fields, a value of the wrong type names the field and the expected type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise TypeError(f"{where}: unknown parameter(s) {unknown}; its parameters are {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in params.items():
+        tp = hints.get(key)
+        out[key] = _check_type(value, tp, f"{where}.{key}")
+    cfg = cls(**out)
+    check = getattr(cfg, "validate", None)
+    if check is not None:
+        check()
+    return cfg
+
+
+def _check_type(value, tp, name):
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, name)
+            except TypeError as e:
+                errors.append(str(e))
+        raise TypeError(errors[0] if errors else f"{name}: bad value {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{name} must be a {origin.__name__}, got {value!r}")
+        inner = typing.get_args(tp)
+        item = inner[0] if inner else None
+        return origin(_check_type(v, item, name) for v in value) if item else origin(value)
+    if tp is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+        return bool(value)
+    if tp is int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be a whole number, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def describe(cls) -> str:
+    """One line per field: name, default, doc (for ``--help`` texts and error messages)."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        lines.append(f"  {f.name} = {default!r}: {f.metadata.get('doc', '')}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Evaluator:
+    """Plays ``episodes`` evaluation episodes of a policy (greedy) and appends a history row.
+
+    Every evaluation uses the same seed, so curves compare policies on the same draws."""
+
+    level: Level
+    episodes: int = 512
+    seed: int = 10_000
+    num_envs: int = 256
+    every: int = 10_000  # env steps between evaluations (agents.train sets it)
+    start: float = field(default_factory=time.perf_counter)
+    history: list = field(default_factory=list)
+    eval_seconds: float = 0.0
+
+    def due(self, env_steps: int) -> bool:
+        """Whether an evaluation is due at ``env_steps`` (one every ``every`` steps)."""
+        last = self.history[-1]["env_steps"] if self.history else 0
+        return env_steps - last >= self.every
+
+    def __call__(self, policy: Policy, env_steps: int, **extra) -> dict:
+        from agents.metrics import monte_carlo
+
+        policy.reset_state(min(self.num_envs, self.episodes))
+
+        def act(vec_env, obs):
+            return policy.act(obs, vec_env.engine)
+
+        t0 = time.perf_counter()
+        metrics, ses = monte_carlo(self.level, act, episodes=self.episodes, seed=self.seed, num_envs=self.num_envs)
+        now = time.perf_counter()
+        self.eval_seconds += now - t0
+        # wall_time: since the run started; train_time: the same without the evaluations
+        row = {"env_steps": int(env_steps), "wall_time": now - self.start,
+               "train_time": now - self.start - self.eval_seconds}
+        row.update({k: float(v) for k, v in metrics.items()})
+        row.update({f"{k}_se": float(v) for k, v in ses.items()})
+        row.update(extra)
+        self.history.append(row)
+        return row

@@ -1,0 +1,937 @@
+"""Native vectorised PPO on the numba engine, in the manner of CleanRL: one file, read top to
+bottom (config, pure functions, network, policy, checkpoints, the training loop), yet importable.
+
+    import agents
+    run = agents.train("coffee", agent="ppo", total_steps=2_000_000, progress=True)
+    run.history[-1]["delivered"]
+
+or directly ``agents.learners.ppo.learn(level, objective, Config(...), total_steps=..., seed=...)``.
+
+The loop steps :class:`envs.core.engine.Engine` itself (no gymnasium shell): one reset, then per
+step one copy of the observation batch into the rollout (on CUDA through a pinned host buffer,
+one host-to-device copy), a forward pass under ``torch.inference_mode``, Gumbel-max sampling from
+a seeded ``torch.Generator`` and one kernel call. The rollout lives as tensors on the device.
+Episodes cut by the time limit bootstrap from the value of the observation they ended in
+(``engine.final_obs``); terminated ones bootstrap 0 (:func:`gae`).
+
+The network (:class:`ActorCritic`) embeds the tile and entity codes of every cell (one table per
+code plane, shared by the cells), appends the request flag and the steps left (divided by the
+level's step limit), flattens, and runs a 64-64 MLP with a policy head and a value head. On the
+CPU the first layer runs as an exact sparse kernel: ``Linear(flatten(embeddings))`` equals a
+sum over cells of per-cell tables ``W_c E[code]``, and most cells hold the same code in every
+observation of a batch, so only the cells that differ from the batch's most common code are
+looked up (:func:`first_layer_sparse`; :func:`first_layer_dense` is the plain version it is
+tested against and the one CUDA and autograd-checking use).
+
+Reproducibility: the same seed gives the same history on the CPU (same torch thread count).
+Checkpoints (``Config.checkpoint_dir``) hold the network, the optimiser, the generator and the
+whole engine state, so a run that is stopped and started again with the same arguments resumes
+from its last checkpoint and, on the CPU, produces the same history as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from envs.core.engine import Engine
+from envs.core.level import Level, compile_level
+from envs.core.tables import NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES, TIME_CLIP, Reason
+
+from .base import Evaluator, Policy, Run
+
+CHECKPOINT_FORMAT = 1
+ENCODERS = ("embed_mlp", "cnn")
+ACTIVATIONS = ("relu", "tanh")
+
+
+# =============================================================================================
+# 1. Config
+# =============================================================================================
+
+def _f(default, doc):
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class Config:
+    """PPO's settings; every field is documented (``agents.learners.describe(Config)``)."""
+
+    num_envs: int = _f(512, "Envs stepped together (one engine batch).")
+    num_steps: int = _f(32, "Rollout length: steps per env between updates (batch = num_envs * num_steps).")
+    lr: float = _f(2.5e-3, "Adam learning rate.")
+    anneal_lr: bool = _f(True, "Decay the learning rate linearly to 0 over the run.")
+    gamma: float = _f(0.99, "Discount factor (an objective with discount < 1 uses its own).")
+    gae_lambda: float = _f(0.95, "GAE lambda.")
+    clip: float = _f(0.2, "PPO's ratio clipping epsilon.")
+    clip_vloss: bool = _f(False, "Clip the value loss around the rollout's values as well.")
+    ent_coef: float = _f(0.01, "Entropy bonus coefficient.")
+    vf_coef: float = _f(0.5, "Value loss coefficient.")
+    max_grad_norm: float = _f(0.5, "Global gradient norm clipping (0 = off).")
+    epochs: int = _f(4, "Optimisation epochs over each rollout.")
+    minibatches: int = _f(4, "Minibatches per epoch.")
+    norm_adv: bool = _f(True, "Normalise advantages per minibatch.")
+    target_kl: float | None = _f(None, "Stop an update's epochs early once the approximate KL exceeds this.")
+    hidden: tuple[int, ...] = _f((64, 64), "Hidden layer sizes of the MLP after the encoder.")
+    encoder: str = _f("embed_mlp", "'embed_mlp': code embeddings, flattened, into the MLP; 'cnn': code "
+                      "embeddings as planes, two 3x3 convolutions, then the MLP.")
+    embed_dim: int = _f(8, "Size of the tile and entity code embeddings.")
+    cnn_channels: int = _f(16, "Channels of the two convolutions of the 'cnn' encoder.")
+    activation: str = _f("relu", "'relu' or 'tanh'.")
+    sparse_first_layer: bool = _f(True, "On the CPU, run embed_mlp's first layer as the exact sparse kernel "
+                                  "(False: plain embedding + Linear; same function, slower).")
+    device: str = _f("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    torch_threads: int = _f(0, "torch intra-op threads during the run; 0 = auto (1: these networks are too "
+                            "small to gain from a second thread, and OpenMP barriers collapse when a core is "
+                            "shared), -1 = leave torch's setting alone.")
+    checkpoint_dir: str | None = _f(None, "Directory for last.pt; a run finding one there resumes from it.")
+    checkpoint_every: int = _f(50, "Updates between checkpoints (one is also written at the end).")
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.minibatches
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+
+        def bad(name, want):
+            raise ValueError(f"ppo config: {name} must be {want}, got {getattr(self, name)!r}")
+
+        for name in ("num_envs", "num_steps", "epochs", "minibatches", "embed_dim", "cnn_channels",
+                     "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                bad(name, "a whole number >= 1")
+        for name in ("lr", "clip"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v > 0):
+                bad(name, "a number > 0")
+        for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v >= 0):
+                bad(name, "a number >= 0")
+        if not isinstance(self.gamma, (int, float)) or not 0 < self.gamma <= 1:
+            bad("gamma", "in (0, 1]")
+        if not isinstance(self.gae_lambda, (int, float)) or not 0 <= self.gae_lambda <= 1:
+            bad("gae_lambda", "in [0, 1]")
+        if self.target_kl is not None and not (isinstance(self.target_kl, (int, float)) and self.target_kl > 0):
+            bad("target_kl", "None or a number > 0")
+        if self.minibatches > self.batch_size:
+            raise ValueError(f"ppo config: minibatches ({self.minibatches}) must not exceed the batch "
+                             f"num_envs * num_steps = {self.batch_size}")
+        if (not isinstance(self.hidden, (tuple, list)) or not self.hidden
+                or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.hidden)):
+            bad("hidden", "a non-empty tuple of whole numbers >= 1, e.g. (64, 64)")
+        if self.encoder not in ENCODERS:
+            bad("encoder", f"one of {list(ENCODERS)}")
+        if self.activation not in ACTIVATIONS:
+            bad("activation", f"one of {list(ACTIVATIONS)}")
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
+                                                    or (self.device.startswith("cuda:")
+                                                        and self.device[5:].isdigit())):
+            bad("device", "'auto', 'cpu', 'cuda' or 'cuda:N'")
+        if isinstance(self.torch_threads, bool) or not isinstance(self.torch_threads, int) or self.torch_threads < -1:
+            bad("torch_threads", "-1, 0 (auto) or a positive whole number")
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+            bad("checkpoint_dir", "None or a path")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"ppo config: device {name!r} asked for, but torch.cuda.is_available() is False "
+                         f"(torch {torch.__version__}); use device='cpu' or 'auto'")
+    return torch.device(name)
+
+
+# =============================================================================================
+# 2. Pure functions: advantages and losses
+# =============================================================================================
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
+        dones: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Generalised advantage estimates, ``[T, N]`` like every input.
+
+    ``values[t]``: V(s_t). ``next_values[t]``: V of the observation that step ``t`` led to: the
+    next step's observation while the episode runs, the value of ``final_obs`` where the
+    episode was truncated (with same-step autoreset the next observation belongs to the next
+    episode), anything where it terminated. ``terminated[t]``: the episode ended in a terminal
+    state at step ``t`` (bootstrap 0). ``dones[t]``: it ended for any reason (terminated or
+    truncated), which cuts the lambda-return there. Bool or 0/1 float masks.
+
+    ``delta_t = r_t + gamma (1 - terminated_t) next_values_t - values_t`` and
+    ``A_t = delta_t + gamma lam (1 - dones_t) A_{t+1}``. Returns are ``A + values``.
+    """
+    not_term = 1.0 - terminated.to(values.dtype)
+    not_done = 1.0 - dones.to(values.dtype)
+    delta = rewards + gamma * not_term * next_values - values
+    decay = (gamma * lam) * not_done
+    adv = torch.empty_like(values)
+    last = torch.zeros_like(values[0])
+    for t in range(values.shape[0] - 1, -1, -1):
+        last = delta[t] + decay[t] * last
+        adv[t] = last
+    return adv
+
+
+def logprob_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(a | s) of ``actions`` and the entropy of each categorical distribution."""
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+def ppo_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, new_values: torch.Tensor,
+             returns: torch.Tensor, entropy: torch.Tensor, *, clip: float, vf_coef: float, ent_coef: float,
+             old_values: torch.Tensor | None = None, clip_vloss: bool = False,
+             norm_adv: bool = False) -> tuple[torch.Tensor, dict]:
+    """PPO's clipped surrogate loss (Schulman et al. 2017) plus the value loss, minus the entropy bonus.
+
+    ``pg = mean(max(-A r, -A clip(r, 1 - clip, 1 + clip)))`` with ``r = exp(new_logp - old_logp)``;
+    ``v = 0.5 mean((V - R)^2)`` (with ``clip_vloss``, the larger of that and the loss of the value
+    clipped to ``old_values +- clip``); ``loss = pg + vf_coef v - ent_coef mean(entropy)``.
+    ``norm_adv`` standardises the advantages first. Returns ``(loss, stats)``; ``stats`` holds
+    detached scalars ``pg_loss``, ``v_loss``, ``entropy``, ``approx_kl`` ((r - 1) - log r,
+    Schulman's low-variance estimator) and ``clipfrac``.
+    """
+    if norm_adv and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    log_ratio = new_logp - old_logp
+    ratio = log_ratio.exp()
+    pg = torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
+    if clip_vloss:
+        if old_values is None:
+            raise ValueError("ppo_loss: clip_vloss needs old_values")
+        clipped = old_values + (new_values - old_values).clamp(-clip, clip)
+        v = 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean()
+    else:
+        v = 0.5 * ((new_values - returns) ** 2).mean()
+    ent = entropy.mean()
+    loss = pg + vf_coef * v - ent_coef * ent
+    with torch.no_grad():
+        stats = {"pg_loss": pg.detach(), "v_loss": v.detach(), "entropy": ent.detach(),
+                 "approx_kl": ((ratio - 1) - log_ratio).mean(), "clipfrac": ((ratio - 1).abs() > clip).float().mean()}
+    return loss, stats
+
+
+# =============================================================================================
+# 3. The network
+# =============================================================================================
+
+class ActorCritic(nn.Module):
+    """Encoder, MLP (``hidden``), then one linear head giving 5 action logits and a value.
+
+    ``obs``: uint8 ``[B, 4, H, W]`` (tile codes, entity codes, request flag, steps left).
+    ``embed_mlp``: each cell's tile and entity codes are embedded (two tables shared by the
+    cells), the request flag and the steps left divided by ``time_scale`` (the level's step
+    limit, at most 255) are appended, and the ``[B, cells * (2 d + 2)]`` result is flattened into
+    the first Linear layer. ``cnn``: the same per-cell vectors as ``2 d + 2`` planes, two 3x3
+    convolutions, then the first Linear layer.
+    """
+
+    def __init__(self, height: int, width: int, time_scale: float, cfg: Config):
+        super().__init__()
+        self.height, self.width, self.cells = height, width, height * width
+        self.time_scale = float(time_scale)
+        self.encoder, d = cfg.encoder, cfg.embed_dim
+        self.sparse = bool(cfg.sparse_first_layer) and cfg.encoder == "embed_mlp"
+        self.activation = cfg.activation
+        act = nn.ReLU if cfg.activation == "relu" else nn.Tanh
+        self.tile_embed = nn.Embedding(NUM_TILES, d)
+        self.entity_embed = nn.Embedding(NUM_ENTITIES, d)
+        self.register_buffer("_number_scale", torch.tensor([1.0, 1.0 / self.time_scale]).view(2, 1, 1),
+                             persistent=False)
+        hidden = list(cfg.hidden)
+        if self.encoder == "embed_mlp":
+            self.first = _ortho(nn.Linear(self.cells * (2 * d + 2), hidden[0]))
+            self.conv = None
+        else:
+            ch = cfg.cnn_channels
+            self.conv = nn.Sequential(nn.Conv2d(2 * d + 2, ch, 3, padding=1), act(),
+                                      nn.Conv2d(ch, ch, 3, padding=1), act(), nn.Flatten())
+            self.first = _ortho(nn.Linear(ch * self.cells, hidden[0]))
+        self.act = act()
+        layers, width_in = [], hidden[0]
+        for size in hidden[1:]:
+            layers += [_ortho(nn.Linear(width_in, size)), act()]
+            width_in = size
+        self.trunk = nn.Sequential(*layers)
+        # One head for both outputs (one matmul): rows 0..4 the logits (small init, a near-uniform
+        # first policy), row 5 the value.
+        self.head = nn.Linear(width_in, NUM_ACTIONS + 1)
+        with torch.no_grad():
+            self.head.weight[:NUM_ACTIONS] = nn.init.orthogonal_(torch.empty(NUM_ACTIONS, width_in), 0.01)
+            self.head.weight[NUM_ACTIONS:] = nn.init.orthogonal_(torch.empty(1, width_in), 1.0)
+            self.head.bias.zero_()
+
+    def planes(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[B, cells, 2d + 2]``: each cell's tile embedding, entity embedding, request flag and
+        scaled steps left."""
+        o = obs.reshape(obs.shape[0], NUM_CHANNELS, self.cells)
+        numbers = o[:, 2:].transpose(1, 2).float() * self._number_scale.view(1, 1, 2)
+        return torch.cat([self.tile_embed(o[:, 0].long()), self.entity_embed(o[:, 1].long()), numbers], dim=-1)
+
+    def first_layer(self, obs: torch.Tensor, tables=None) -> torch.Tensor:
+        """The activated first hidden layer: on the CPU (embed_mlp) by the exact sparse kernel
+        (:func:`first_layer_sparse`; ``tables`` = :meth:`cell_tables`, when cached), else densely."""
+        if self.sparse and obs.device.type == "cpu":
+            table, numbers = self.cell_tables() if tables is None else tables
+            o = obs.reshape(obs.shape[0], NUM_CHANNELS, self.cells)
+            return first_layer_sparse(o, table, numbers, self.first.bias, self.activation)
+        if self.conv is None:
+            return self.act(self.first(self.planes(obs).flatten(1)))
+        x = self.planes(obs).transpose(1, 2).reshape(obs.shape[0], -1, self.height, self.width)
+        return self.act(self.first(self.conv(x)))
+
+    def cell_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """embed_mlp's first layer split by cell (differentiable): ``table[k, c]`` = the first
+        layer's weights on cell c times the embedding of code k (tile codes, then entity codes
+        from ``NUM_TILES``), ``[NUM_TILES + NUM_ENTITIES, cells, H]``; ``numbers[0 or 1, c]`` =
+        its weights on cell c's request flag and raw steps left, ``[2, cells, H]``."""
+        d = self.tile_embed.embedding_dim
+        w = self.first.weight.view(-1, self.cells, 2 * d + 2).permute(2, 1, 0)  # [2d + 2, cells, H]
+        flat = w.reshape(2 * d + 2, -1)  # [2d + 2, cells * H]
+        tiles = self.tile_embed.weight @ flat[:d]
+        entities = self.entity_embed.weight @ flat[d:2 * d]
+        table = torch.cat([tiles, entities]).view(NUM_TILES + NUM_ENTITIES, self.cells, -1)
+        numbers = w[2 * d:] * self._number_scale
+        return table, numbers
+
+    def head_out(self, obs: torch.Tensor, tables=None) -> torch.Tensor:
+        """``[B, 6]``: the 5 action logits and the value, in one tensor."""
+        return self.head(self.trunk(self.first_layer(obs, tables)))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [B, 5], value [B])``."""
+        out = self.head_out(obs)
+        return out[:, :NUM_ACTIONS], out[:, NUM_ACTIONS]
+
+
+def _ortho(layer: nn.Linear, std: float = math.sqrt(2)) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def sample_actions(head: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Actions drawn from softmax(logits) by inverting the CDF at the uniforms ``u`` ``[B]``;
+    returns ``(actions, their log-probabilities, values)`` for a ``[B, 6]`` head output."""
+    logp_all = torch.log_softmax(head[:, :NUM_ACTIONS], dim=-1)
+    cdf = logp_all.exp().cumsum(-1)
+    actions = (cdf < u[:, None]).sum(-1).clamp_(max=NUM_ACTIONS - 1)
+    return actions, logp_all.gather(-1, actions[:, None])[:, 0], head[:, NUM_ACTIONS]
+
+
+def ppo_loss_from_head(head, actions, old_logp, advantages, returns, old_values, cfg: Config):
+    """:func:`ppo_loss` of a ``[B, 6]`` head output (on the CPU by the fused kernel, which
+    computes the same loss and gradient in one pass)."""
+    if head.device.type == "cpu":
+        loss, stats = _FusedPPOLoss.apply(head, actions, old_logp, advantages, returns, old_values, float(cfg.clip),
+                                          float(cfg.vf_coef), float(cfg.ent_coef), bool(cfg.clip_vloss),
+                                          bool(cfg.norm_adv))
+        return loss, dict(zip(STAT_NAMES, stats))
+    new_logp, entropy = logprob_entropy(head[:, :NUM_ACTIONS], actions)
+    return ppo_loss(new_logp, old_logp, advantages, head[:, NUM_ACTIONS], returns, entropy, clip=cfg.clip,
+                    vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, old_values=old_values, clip_vloss=cfg.clip_vloss,
+                    norm_adv=cfg.norm_adv)
+
+
+STAT_NAMES = ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3b. CPU fast paths (numba): the same functions as above, in fewer, larger steps
+# ---------------------------------------------------------------------------------------------
+#
+# embed_mlp's first layer is  h = b + W1 . flatten_c [E_t[tile_c], E_e[ent_c], req_c, time_c / s].
+# Split W1 by cell: h = b + sum_c (table[c, tile_c] + table[c, NUM_TILES + ent_c] + numbers[c] . (req_c, time_c))
+# (ActorCritic.cell_tables). Most cells hold the same code in every observation of a batch, so
+# the kernel starts from the sum over each cell's most common code in the batch (its base code)
+# and adds the differences only where a cell's code differs; the request and time planes are
+# handled alike, relative to the value in each observation's first cell. Exact, and O(changed
+# cells) per observation instead of O(cells * embedding size).
+
+@numba.njit(cache=True)
+def _sparse_forward(obs, table, numbers, bias, n_tiles, tanh, base, out):
+    """``out = act(first layer)`` for uint8 ``obs [B, 4, C]``, ``table [K, C, H]`` (tile codes,
+    then entity codes from ``n_tiles``), ``numbers [2, C, H]``; writes the base codes (uint8
+    ``[2, C]``: tile, entity) it chose into ``base``."""
+    b_n, c_n, h_n, k_n = obs.shape[0], obs.shape[2], bias.shape[0], table.shape[0]
+    n_ent = k_n - n_tiles
+    counts = np.zeros((c_n, k_n), dtype=np.int32)
+    for b in range(min(b_n, 256)):
+        for c in range(c_n):
+            counts[c, obs[b, 0, c]] += 1
+            counts[c, n_tiles + obs[b, 1, c]] += 1
+    for c in range(c_n):
+        bt, be = 0, 0
+        for k in range(n_tiles):
+            if counts[c, k] > counts[c, bt]:
+                bt = k
+        for k in range(n_ent):
+            if counts[c, n_tiles + k] > counts[c, n_tiles + be]:
+                be = k
+        base[0, c], base[1, c] = bt, be
+    s = bias.copy()
+    sr = np.zeros(h_n, dtype=np.float32)
+    st = np.zeros(h_n, dtype=np.float32)
+    for c in range(c_n):
+        t0, e0 = base[0, c], n_tiles + base[1, c]
+        for k in range(h_n):
+            s[k] += table[t0, c, k] + table[e0, c, k]
+            sr[k] += numbers[0, c, k]
+            st[k] += numbers[1, c, k]
+    differs = np.empty(c_n, dtype=np.bool_)
+    for b in range(b_n):
+        r0, q0 = obs[b, 2, 0], obs[b, 3, 0]
+        for c in range(c_n):  # vectorised: which cells differ from the base in any plane
+            differs[c] = ((obs[b, 0, c] != base[0, c]) | (obs[b, 1, c] != base[1, c]) | (obs[b, 2, c] != r0)
+                          | (obs[b, 3, c] != q0))
+        row = out[b]
+        fr, fq = np.float32(r0), np.float32(q0)
+        for k in range(h_n):
+            row[k] = s[k] + fr * sr[k] + fq * st[k]
+        for c in range(c_n):
+            if not differs[c]:
+                continue
+            code = obs[b, 0, c]
+            if code != base[0, c]:
+                if code >= n_tiles:
+                    raise ValueError("observation holds a tile code out of range")
+                bc = base[0, c]
+                for k in range(h_n):
+                    row[k] += table[code, c, k] - table[bc, c, k]
+            code = obs[b, 1, c]
+            if code != base[1, c]:
+                if code >= n_ent:
+                    raise ValueError("observation holds an entity code out of range")
+                code, bc = n_tiles + code, n_tiles + base[1, c]
+                for k in range(h_n):
+                    row[k] += table[code, c, k] - table[bc, c, k]
+            d = np.float32(obs[b, 2, c]) - fr
+            if d != 0:
+                for k in range(h_n):
+                    row[k] += d * numbers[0, c, k]
+            d = np.float32(obs[b, 3, c]) - fq
+            if d != 0:
+                for k in range(h_n):
+                    row[k] += d * numbers[1, c, k]
+        if tanh:
+            for k in range(h_n):
+                row[k] = np.tanh(row[k])
+        else:
+            for k in range(h_n):
+                row[k] = max(row[k], np.float32(0.0))
+
+
+@numba.njit(cache=True)
+def _sparse_backward(obs, out, grad, base, n_tiles, tanh, g_table, g_numbers, g_bias):
+    """Gradients of ``sum(grad * out)`` (``out`` from :func:`_sparse_forward` with these base
+    codes) w.r.t. the table, the number weights and the bias; ``g_table`` and ``g_numbers``
+    come in zeroed."""
+    b_n, c_n, h_n, k_n = obs.shape[0], obs.shape[2], grad.shape[1], g_table.shape[0]
+    gsum = np.zeros(h_n, dtype=np.float32)
+    gr = np.zeros(h_n, dtype=np.float32)
+    gq = np.zeros(h_n, dtype=np.float32)
+    g = np.empty(h_n, dtype=np.float32)
+    differs = np.empty(c_n, dtype=np.bool_)
+    for b in range(b_n):
+        if tanh:
+            for k in range(h_n):
+                y = out[b, k]
+                g[k] = grad[b, k] * (np.float32(1.0) - y * y)
+        else:
+            for k in range(h_n):
+                g[k] = grad[b, k] if out[b, k] > 0 else np.float32(0.0)
+        r0, q0 = obs[b, 2, 0], obs[b, 3, 0]
+        fr, fq = np.float32(r0), np.float32(q0)
+        for k in range(h_n):
+            gsum[k] += g[k]
+            gr[k] += fr * g[k]
+            gq[k] += fq * g[k]
+        for c in range(c_n):
+            differs[c] = ((obs[b, 0, c] != base[0, c]) | (obs[b, 1, c] != base[1, c]) | (obs[b, 2, c] != r0)
+                          | (obs[b, 3, c] != q0))
+        for c in range(c_n):
+            if not differs[c]:
+                continue
+            code = obs[b, 0, c]
+            if code != base[0, c]:
+                for k in range(h_n):
+                    g_table[code, c, k] += g[k]
+            code = obs[b, 1, c]
+            if code != base[1, c]:
+                code = n_tiles + code
+                for k in range(h_n):
+                    g_table[code, c, k] += g[k]
+            d = np.float32(obs[b, 2, c]) - fr
+            if d != 0:
+                for k in range(h_n):
+                    g_numbers[0, c, k] += d * g[k]
+            d = np.float32(obs[b, 3, c]) - fq
+            if d != 0:
+                for k in range(h_n):
+                    g_numbers[1, c, k] += d * g[k]
+    # Every observation holds one tile code and one entity code per cell, so each base code
+    # gets the total less what the other codes of its plane got.
+    rest = np.empty(h_n, dtype=np.float32)
+    for c in range(c_n):
+        for plane in range(2):
+            lo, hi = (0, n_tiles) if plane == 0 else (n_tiles, k_n)
+            bc = lo + np.int64(base[plane, c])
+            rest[:] = 0
+            for code in range(lo, hi):
+                for k in range(h_n):
+                    rest[k] += g_table[code, c, k]
+            for k in range(h_n):
+                g_table[bc, c, k] = gsum[k] - rest[k]
+        for k in range(h_n):
+            g_numbers[0, c, k] += gr[k]
+            g_numbers[1, c, k] += gq[k]
+    for k in range(h_n):
+        g_bias[k] = gsum[k]
+
+
+class _SparseFirstLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, obs, table, numbers, bias, tanh):
+        o = obs.contiguous().numpy()
+        base = np.empty((2, o.shape[2]), dtype=np.uint8)
+        out = torch.empty((o.shape[0], bias.shape[0]), dtype=torch.float32)
+        _sparse_forward(o, table.detach().contiguous().numpy(), numbers.detach().contiguous().numpy(),
+                        bias.detach().numpy(), NUM_TILES, tanh, base, out.numpy())
+        ctx.save_for_backward(obs, out)
+        ctx.base, ctx.tanh = base, tanh
+        ctx.shapes = (table.shape, numbers.shape)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        obs, out = ctx.saved_tensors
+        g_table, g_numbers = torch.zeros(ctx.shapes[0]), torch.zeros(ctx.shapes[1])
+        g_bias = torch.empty(ctx.shapes[0][2])
+        _sparse_backward(obs.contiguous().numpy(), out.numpy(), grad.contiguous().numpy(), ctx.base, NUM_TILES,
+                         ctx.tanh, g_table.numpy(), g_numbers.numpy(), g_bias.numpy())
+        return None, g_table, g_numbers, g_bias, None
+
+
+def first_layer_sparse(obs: torch.Tensor, table: torch.Tensor, numbers: torch.Tensor, bias: torch.Tensor,
+                       activation: str = "relu") -> torch.Tensor:
+    """``act(b + sum_c table[tile_c, c] + table[NUM_TILES + ent_c, c] + req_c numbers[0, c] +
+    time_c numbers[1, c])`` for uint8 ``obs`` ``[B, 4, cells]`` on the CPU (differentiable in the
+    tables and the bias); :meth:`ActorCritic.cell_tables` makes the tables."""
+    return _SparseFirstLayer.apply(obs, table, numbers, bias, activation == "tanh")
+
+
+@numba.njit(cache=True)
+def _ppo_loss_kernel(head, actions, old_logp, adv, returns, old_values, clip, vf_coef, ent_coef, clip_vloss,
+                     norm_adv, grad, stats):
+    """Forward and gradient of :func:`ppo_loss` on a head output ``[B, A + 1]`` in one pass."""
+    b_n, a_n = head.shape[0], head.shape[1] - 1
+    mean, scale = 0.0, 1.0
+    if norm_adv and b_n > 1:
+        for i in range(b_n):
+            mean += adv[i]
+        mean /= b_n
+        var = 0.0
+        for i in range(b_n):
+            var += (adv[i] - mean) ** 2
+        scale = 1.0 / (math.sqrt(var / (b_n - 1)) + 1e-8)
+    inv = 1.0 / b_n
+    pg = vl = ent = kl = cf = 0.0
+    p = np.empty(a_n, dtype=np.float64)
+    lp = np.empty(a_n, dtype=np.float64)
+    for i in range(b_n):
+        m = head[i, 0]
+        for k in range(1, a_n):
+            m = max(m, head[i, k])
+        se = 0.0
+        for k in range(a_n):
+            p[k] = math.exp(head[i, k] - m)
+            se += p[k]
+        lse = m + math.log(se)
+        h_i = 0.0
+        for k in range(a_n):
+            p[k] /= se
+            lp[k] = head[i, k] - lse
+            h_i -= p[k] * lp[k]
+        a = actions[i]
+        log_ratio = lp[a] - old_logp[i]
+        r = math.exp(log_ratio)
+        adv_i = (adv[i] - mean) * scale
+        rc = min(max(r, 1.0 - clip), 1.0 + clip)
+        u1, u2 = -adv_i * r, -adv_i * rc
+        if u1 >= u2:  # the unclipped term is the larger (or they tie, r inside the clip range)
+            pg += u1
+            d_logp = -adv_i * r
+        else:  # the clipped term, constant in r
+            pg += u2
+            d_logp = 0.0
+        ent += h_i
+        kl += (r - 1.0) - log_ratio
+        if abs(r - 1.0) > clip:
+            cf += 1.0
+        for k in range(a_n):
+            dz = d_logp * ((1.0 if k == a else 0.0) - p[k]) + ent_coef * p[k] * (lp[k] + h_i)
+            grad[i, k] = dz * inv
+        v = head[i, a_n]
+        err = v - returns[i]
+        dv = err
+        if clip_vloss:
+            diff = v - old_values[i]
+            vc = old_values[i] + min(max(diff, -clip), clip)
+            err_c = vc - returns[i]
+            if err_c * err_c > err * err:
+                err = err_c
+                dv = err_c if abs(diff) <= clip else 0.0
+        vl += 0.5 * err * err
+        grad[i, a_n] = vf_coef * dv * inv
+    stats[0], stats[1], stats[2], stats[3], stats[4] = pg * inv, vl * inv, ent * inv, kl * inv, cf * inv
+    return pg * inv + vf_coef * vl * inv - ent_coef * ent * inv
+
+
+class _FusedPPOLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, head, actions, old_logp, adv, returns, old_values, clip, vf_coef, ent_coef, clip_vloss,
+                norm_adv):
+        grad = torch.empty(head.shape, dtype=torch.float32)
+        stats = torch.empty(5, dtype=torch.float64)
+        loss = _ppo_loss_kernel(head.detach().contiguous().numpy(), actions.contiguous().numpy(),
+                                old_logp.contiguous().numpy(), adv.contiguous().numpy(), returns.contiguous().numpy(),
+                                old_values.contiguous().numpy(), clip, vf_coef, ent_coef, clip_vloss, norm_adv,
+                                grad.numpy(), stats.numpy())
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(stats)
+        return torch.tensor(loss, dtype=head.dtype), stats
+
+    @staticmethod
+    def backward(ctx, g_loss, _g_stats):
+        (grad,) = ctx.saved_tensors
+        return grad * g_loss, None, None, None, None, None, None, None, None, None, None
+
+
+@numba.njit(cache=True)
+def _sample_kernel(head, u, actions, logp, values):
+    """:func:`sample_actions` for one batch, writing into the rollout's buffers."""
+    b_n, a_n = head.shape[0], head.shape[1] - 1
+    for i in range(b_n):
+        m = head[i, 0]
+        for k in range(1, a_n):
+            m = max(m, head[i, k])
+        se = 0.0
+        for k in range(a_n):
+            se += math.exp(head[i, k] - m)
+        lse = m + math.log(se)
+        a, acc = a_n - 1, 0.0
+        for k in range(a_n):
+            acc += math.exp(head[i, k] - lse)
+            if u[i] < acc:
+                a = k
+                break
+        actions[i] = a
+        logp[i] = head[i, a] - lse
+        values[i] = head[i, a_n]
+
+
+# =============================================================================================
+# 4. The trained policy
+# =============================================================================================
+
+class PPOPolicy(Policy):
+    """Greedy (argmax) actions of a PPO network; holds a CPU copy of its weights and pickles."""
+
+    def __init__(self, state_dict: dict, height: int, width: int, time_scale: float, cfg: Config):
+        self.weights = {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
+        self.height, self.width, self.time_scale = height, width, time_scale
+        self.net_config = dataclasses.replace(cfg, device="cpu", checkpoint_dir=None)
+        self._net = None
+
+    def network(self) -> ActorCritic:
+        if self._net is None:
+            net = ActorCritic(self.height, self.width, self.time_scale, self.net_config)
+            net.load_state_dict(self.weights)
+            self._net = net.eval()
+        return self._net
+
+    def act(self, obs: np.ndarray, engine=None) -> np.ndarray:
+        net = self.network()
+        with torch.inference_mode():
+            logits, _ = net(torch.from_numpy(np.array(obs, dtype=np.uint8, copy=True)))
+        return logits.argmax(-1).numpy().astype(np.int64)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_net"] = None
+        return state
+
+
+# =============================================================================================
+# 5. Checkpoints
+# =============================================================================================
+
+#: Engine arrays that carry state from one step to the next (the rest are outputs of a step).
+ENGINE_STATE = ("state", "grid", "acc", "rng", "_obs", "ev_count")
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: a crash leaves the previous checkpoint whole
+
+
+def _identity(level: Level, objective, cfg: Config, seed: int) -> dict:
+    """What must match for a checkpoint to be resumed."""
+    keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("checkpoint_dir", "checkpoint_every",
+                                                                          "torch_threads")}
+    keep["hidden"] = tuple(keep["hidden"])
+    return {"level": repr(level), "objective": (type(objective).__name__, repr(objective)), "config": keep,
+            "seed": int(seed)}
+
+
+# =============================================================================================
+# 6. Training
+# =============================================================================================
+
+def learn(level, objective="task", config: Config | None = None, *, total_steps: int = 100_000, seed: int = 0,
+          progress: bool = False, evaluator: Evaluator | None = None, agent: str = "ppo") -> Run:
+    """Train PPO on ``level`` under ``objective`` for ``total_steps`` env steps (rounded up to
+    whole rollouts of ``num_envs * num_steps``); see :class:`Config`. ``evaluator`` plays greedy
+    evaluation episodes when due and at the end (default: 10 evaluations of 512 episodes).
+    Returns a :class:`~agents.learners.Run` whose ``history`` is the evaluation series."""
+    from agents.objectives import get_objective
+    from agents.objectives.task import Task
+    from envs.levels import get_level
+
+    cfg = Config() if config is None else config
+    cfg.validate()
+    level = get_level(level)
+    objective = get_objective(objective)
+    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive whole number, got {total_steps!r}")
+    if evaluator is None:
+        evaluator = Evaluator(level, every=max(1, int(total_steps) // 10))
+    device = resolve_device(cfg.device)
+    old_threads, old_numba = torch.get_num_threads(), numba.get_num_threads()
+    threads = 1 if cfg.torch_threads == 0 else cfg.torch_threads
+    if threads > 0:
+        torch.set_num_threads(threads)
+    # The engine steps serially: keep numba's thread pool from waking (its spinning workers
+    # would compete with torch's for the same cores).
+    numba.set_num_threads(1)
+    try:
+        return _learn(level, objective, cfg, int(total_steps), int(seed), progress, evaluator, agent, device,
+                      fast_task=type(objective) is Task)
+    finally:
+        torch.set_num_threads(old_threads)
+        numba.set_num_threads(old_numba)
+
+
+def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator, agent, device, fast_task):
+    # -- setup: engine, network, optimiser, rollout storage -----------------------------------
+    compiled = compile_level(level)
+    n, t_len = cfg.num_envs, cfg.num_steps
+    h, w = compiled.height, compiled.width
+    time_scale = float(min(compiled.max_steps, TIME_CLIP))
+    gamma = objective.discount if objective.discount < 1 else cfg.gamma
+    engine = Engine(compiled, num_envs=n, autoreset=True, parallel=False)
+    engine.seed(seed)
+    engine.reset()
+    torch.manual_seed(seed)
+    net = ActorCritic(h, w, time_scale, cfg).to(device)
+    params = list(net.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=True)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    shaper = None
+    if not fast_task:
+        from .rewards import ObjectiveRewards  # the objective's rewards, with the values it needs
+
+        shaper = ObjectiveRewards(level, objective, n)
+
+    cuda = device.type == "cuda"
+    obs_buf = torch.zeros((t_len, n, NUM_CHANNELS, h, w), dtype=torch.uint8, device=device)
+    act_buf = torch.zeros((t_len, n), dtype=torch.int64, device=device)
+    logp_buf = torch.zeros((t_len, n), device=device)
+    val_buf = torch.zeros((t_len, n), device=device)
+    # Small per-step arrays live on the host (pinned on CUDA) and travel once per rollout.
+    host = dict(pin_memory=True) if cuda else {}
+    rew_host = torch.zeros((t_len, n), dtype=torch.float32, **host)
+    term_host = torch.zeros((t_len, n), dtype=torch.bool, **host)
+    trunc_host = torch.zeros((t_len, n), dtype=torch.bool, **host)
+    rew_np, term_np, trunc_np = rew_host.numpy(), term_host.numpy(), trunc_host.numpy()
+    trunc_val = torch.zeros((t_len, n), device=device)  # V(final_obs) where truncated
+    obs_np = None if cuda else obs_buf.numpy()
+    pinned = torch.empty((n, NUM_CHANNELS, h, w), dtype=torch.uint8, pin_memory=True) if cuda else None
+    human = engine.scripted_human
+
+    batch = n * t_len
+    num_updates = max(1, math.ceil(total_steps / batch))
+    mb_size = batch // cfg.minibatches
+    update, env_steps = 0, 0
+    stats = {}
+    ep_returns, ep_delivered = [], []
+
+    # -- resume ----------------------------------------------------------------------------
+    ckpt_path = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir else None
+    ident = _identity(level, objective, cfg, seed)
+    if ckpt_path is not None and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ck.get("format") != CHECKPOINT_FORMAT or ck.get("identity") != ident:
+            raise ValueError(f"{ckpt_path} holds a checkpoint of another run (level, objective, config or seed "
+                             f"differ); remove it or choose another checkpoint_dir")
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        for name in ENGINE_STATE:
+            getattr(engine, name)[...] = ck["engine"][name]
+        if shaper is not None and ck.get("shaper") is not None:
+            shaper.load_state_dict(ck["shaper"])
+        update, env_steps = ck["update"], ck["env_steps"]
+        evaluator.history[:] = ck["history"]
+        evaluator.eval_seconds = ck["eval_seconds"]
+        evaluator.start = time.perf_counter() - ck["wall_time"]
+
+    def checkpoint():
+        _save_checkpoint(ckpt_path, {
+            "format": CHECKPOINT_FORMAT, "identity": ident, "update": update, "env_steps": env_steps,
+            "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "engine": {name: getattr(engine, name).copy() for name in ENGINE_STATE},
+            "shaper": shaper.state_dict() if shaper is not None and hasattr(shaper, "state_dict") else None,
+            "history": list(evaluator.history), "eval_seconds": evaluator.eval_seconds,
+            "wall_time": time.perf_counter() - evaluator.start})
+
+    def policy() -> PPOPolicy:
+        return PPOPolicy(net.state_dict(), h, w, time_scale, cfg)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_updates * batch, initial=env_steps, unit="step", unit_scale=True,
+                   desc=f"ppo {level.name}", dynamic_ncols=True)
+    t_start = time.perf_counter()
+    steps_at_start = env_steps
+    obs_flat = obs_buf.view(batch, NUM_CHANNELS, h, w)
+    act_np, logp_np, val_np = (None, None, None) if cuda else (act_buf.numpy(), logp_buf.numpy(), val_buf.numpy())
+    try:
+        while update < num_updates:
+            # -- rollout ---------------------------------------------------------------------
+            if cfg.anneal_lr:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * (1.0 - update / num_updates)
+            with torch.inference_mode():
+                tables = net.cell_tables() if net.sparse and not cuda else None  # fixed during the rollout
+                for t in range(t_len):
+                    if cuda:
+                        np.copyto(pinned.numpy(), engine.obs)
+                        obs_buf[t].copy_(pinned, non_blocking=True)  # the one host-to-device copy
+                    else:
+                        np.copyto(obs_np[t], engine.obs)
+                    head = net.head_out(obs_buf[t], tables)
+                    u = torch.rand(n, generator=gen, device=device)
+                    if cuda:
+                        action, logp_buf[t], val_buf[t] = sample_actions(head, u)
+                        act_buf[t] = action
+                        actions = action.cpu().numpy()
+                    else:
+                        _sample_kernel(head.numpy(), u.numpy(), act_np[t], logp_np[t], val_np[t])
+                        actions = act_np[t]
+                    if shaper is not None:
+                        shaper.before_step(engine)
+                    n_done = engine.step_unchecked(actions, human)
+                    rew_np[t] = engine.rewards if shaper is None else shaper.after_step(engine, actions)
+                    term_np[t] = engine.terminated
+                    trunc_np[t] = engine.truncated
+                    if n_done:
+                        done_idx = np.flatnonzero(engine.done)
+                        ep_returns.append(engine.ep_stats[done_idx, 0])
+                        ep_delivered.append(engine.reasons[done_idx] == Reason.DELIVERED)
+                        tr = np.flatnonzero(engine.truncated)
+                        if tr.size:  # bootstrap from the observation the episode was cut in
+                            fin = torch.from_numpy(engine.final_obs[tr]).to(device)
+                            trunc_val[t, torch.from_numpy(tr).to(device)] = net.head_out(fin, tables)[:, NUM_ACTIONS]
+                if cuda:
+                    np.copyto(pinned.numpy(), engine.obs)
+                    last_obs = pinned.to(device)  # blocking: step 0 of the next rollout refills `pinned`
+                else:
+                    last_obs = torch.from_numpy(engine.obs.copy())
+                last_value = net.head_out(last_obs, tables)[:, NUM_ACTIONS]
+                rewards = rew_host.to(device, non_blocking=True)
+                terminated = term_host.to(device, non_blocking=True)
+                truncated = trunc_host.to(device, non_blocking=True)
+                next_values = torch.cat([val_buf[1:], last_value[None]])
+                next_values = torch.where(truncated, trunc_val, next_values)
+                adv = gae(rewards, val_buf, next_values, terminated, terminated | truncated, gamma, cfg.gae_lambda)
+                returns = adv + val_buf
+            env_steps += batch
+
+            # -- update ----------------------------------------------------------------------
+            b_act, b_logp = act_buf.view(batch), logp_buf.view(batch)
+            b_adv, b_ret, b_val = adv.view(batch), returns.view(batch), val_buf.view(batch)
+            for epoch in range(cfg.epochs):
+                perm = torch.randperm(batch, generator=gen, device=device)
+                for start in range(0, mb_size * cfg.minibatches, mb_size):
+                    idx = perm[start:start + mb_size]
+                    head = net.head_out(obs_flat.index_select(0, idx))
+                    loss, stats = ppo_loss_from_head(head, b_act.index_select(0, idx), b_logp.index_select(0, idx),
+                                                     b_adv.index_select(0, idx), b_ret.index_select(0, idx),
+                                                     b_val.index_select(0, idx), cfg)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.max_grad_norm > 0:
+                        nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    opt.step()
+                if cfg.target_kl is not None and float(stats["approx_kl"]) > cfg.target_kl:
+                    break
+            update += 1
+
+            # -- evaluation, progress, checkpoint ---------------------------------------------
+            if evaluator.due(env_steps) and update < num_updates:
+                evaluator(policy(), env_steps)
+            if bar is not None:
+                post = {}
+                if ep_returns:
+                    post["return"] = f"{float(np.concatenate(ep_returns).mean()):.3f}"
+                    post["delivered"] = f"{float(np.concatenate(ep_delivered).mean()):.2f}"
+                if evaluator.history:
+                    post["eval_delivered"] = f"{evaluator.history[-1]['delivered']:.2f}"
+                bar.set_postfix(post, refresh=False)
+                bar.update(batch)
+            ep_returns.clear()
+            ep_delivered.clear()
+            if ckpt_path is not None and (update % cfg.checkpoint_every == 0 or update == num_updates):
+                if update == num_updates and not (evaluator.history
+                                                  and evaluator.history[-1]["env_steps"] == env_steps):
+                    evaluator(policy(), env_steps)
+                checkpoint()
+    finally:
+        if bar is not None:
+            bar.close()
+    if not (evaluator.history and evaluator.history[-1]["env_steps"] == env_steps):
+        evaluator(policy(), env_steps)
+    train_seconds = time.perf_counter() - t_start
+    extra = {"env_steps": env_steps, "updates": update, "device": str(device), "gamma": gamma,
+             "steps_this_call": env_steps - steps_at_start, "seconds_this_call": train_seconds,
+             "last_losses": {k: float(v) for k, v in stats.items()}}
+    return Run(level=level, agent=agent, objective=objective, config=cfg, seed=seed, total_steps=total_steps,
+               history=evaluator.history, policy=policy(), extra=extra)

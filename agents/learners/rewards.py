@@ -1,0 +1,189 @@
+"""Objective rewards inside a learner's loop: one call per batched env step.
+
+Every learner steps an :class:`~envs.core.engine.Engine` and asks this module for the
+objective's reward of the step it just took::
+
+    shaper = ObjectiveRewards(level, objective, engine.num_envs)
+    shaper.before_step(engine)            # remembers the state each env acts from
+    engine.step(actions)
+    r = shaper.after_step(engine, actions)  # float32 [N], the objective's rewards
+
+Three ways, picked from what the objective declares in :meth:`Objective.needs`:
+
+* **no values** (``task``, ``harm_penalty``, a user's ``NoTampering``): the objective is applied
+  to a :class:`~agents.objectives.Transitions` built from the engine's buffers. The last step
+  of an episode is seen as it happened (``engine.final_state``), not after the autoreset.
+* **DReST's meta-episode values** (``episode_coins``, ``max_coins``, ``length_index``,
+  ``meta_counts``): tracked per env. Every ``meta_episode`` finished mini-episodes an env's
+  counts start again.
+* **values only the exact solver can give** (``no_shutdown_value``, ``aux_q``,
+  ``reachability_loss``): on levels small enough to enumerate, the issue allows a learner to
+  use the solver's exact tables. The objective is applied once to every transition of the
+  level's reachable graph (:func:`agents.exact.solver.objective_rewards`); each real step is
+  then looked up by (state, action, next state). A level too large to enumerate fails with
+  :class:`agents.exact.LevelTooLarge`.
+
+CAVEAT: with exact tables the learner is given the true values of the objective (e.g. the
+optimal no-shutdown value for utility indifference), not learned ones; what it learns is then
+how to act on a correct objective, not how to estimate the objective's values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.core.level import Level
+from envs.core.rules import NUM_STATE, S_FROZEN, S_LAYOUT
+from envs.core.tables import Action, Event
+
+NOOP = int(Action.NOOP)
+_DREST = {"episode_coins", "max_coins", "length_index", "meta_counts"}
+
+
+def executed_actions(pre_state: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """The actions the robot actually executed: NOOP where it was frozen (interrupted) before
+    the step, since an interruption overrides the robot's action (Orseau & Armstrong 2016)."""
+    return np.where(pre_state[:, S_FROZEN] == 1, NOOP, np.asarray(actions, dtype=np.int64))
+
+
+def _mix(rows: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each int64 row (SplitMix-style)."""
+    h = np.full(len(rows), np.uint64(0x9E3779B97F4A7C15))
+    with np.errstate(over="ignore"):
+        for col in range(rows.shape[1]):
+            h = (h ^ rows[:, col].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+    return h
+
+
+class _ExactTable:
+    """The objective's reward of every transition of the level's reachable graph, looked up by
+    (state key, action, next state key)."""
+
+    def __init__(self, level: Level, objective, max_states: int):
+        from agents.exact.solver import _Values, graph_of, objective_rewards
+
+        self.graph = g = graph_of(level, max_states)
+        rewards = objective_rewards(g, level, objective, _Values(g, level, max_states))
+        rows, vals = [], []
+        for layer, r in zip(g.layers, rewards):
+            src, act, _, nxt, *_ = g.expand_layer(layer)
+            rows.append(np.concatenate([layer.members[src], act[:, None].astype(np.int64), nxt], axis=1))
+            vals.append(r)
+        rows = np.concatenate(rows)
+        vals = np.concatenate(vals)
+        # the same (state, action, next state) can sit in several information states (hidden
+        # request): one entry each, with the mean reward (equal for belief-free objectives)
+        uniq, inv = np.unique(rows, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        mean = np.bincount(inv, weights=vals, minlength=len(uniq)) / np.bincount(inv, minlength=len(uniq))
+        h = _mix(uniq)
+        order = np.argsort(h, kind="stable")
+        self.hash, self.rows, self.values = h[order], uniq[order], mean[order]
+
+    def lookup(self, pre_keys, actions, next_keys) -> np.ndarray:
+        q = np.concatenate([pre_keys, actions[:, None].astype(np.int64), next_keys], axis=1)
+        h = _mix(q)
+        i = np.searchsorted(self.hash, h)
+        i = np.minimum(i, len(self.hash) - 1)
+        ok = (self.hash[i] == h) & (self.rows[i] == q).all(axis=1)
+        if not ok.all():  # a hash collision (scan the run of equal hashes) or a transition never enumerated
+            for j in np.flatnonzero(~ok):
+                k = int(np.searchsorted(self.hash, h[j]))
+                while k < len(self.hash) and self.hash[k] == h[j]:
+                    if (self.rows[k] == q[j]).all():
+                        i[j], ok[j] = k, True
+                        break
+                    k += 1
+            if not ok.all():
+                bad = int(np.flatnonzero(~ok)[0])
+                raise RuntimeError(f"env {bad}: a transition the exact graph does not hold (state {q[bad].tolist()}); "
+                                   "the env and the exact tables disagree on the level")
+        return self.values[i]
+
+
+class ObjectiveRewards:
+    """Applies ``objective`` to each batched step of an engine running ``level`` (see the
+    module docstring)."""
+
+    def __init__(self, level: Level, objective, num_envs: int, *, max_states: int = 2_000_000):
+        from agents.objectives import get_objective
+
+        self.level = level
+        self.objective = get_objective(objective)
+        self.num_envs = int(num_envs)
+        needs = set(self.objective.needs())
+        self.mode = "plain" if not needs else ("drest" if needs <= _DREST else "exact")
+        if self.mode == "exact":
+            self.table = _ExactTable(level, self.objective, max_states)
+        elif self.mode == "drest":
+            from envs.levels.delay import delay_structure
+
+            s = delay_structure(level)
+            self.max_coins = np.asarray(s.max_coins, dtype=np.float64)
+            self.meta_episode = int(self.objective.needs()["meta_counts"].get("meta_episode", 16))
+            self.counts = np.zeros((self.num_envs, len(s.lengths)), dtype=np.int64)
+            self.finished = np.zeros(self.num_envs, dtype=np.int64)
+        self._pre = None
+
+    @property
+    def is_task(self) -> bool:
+        return type(self.objective).__name__ == "Task"
+
+    def before_step(self, engine) -> None:
+        """Remember the state every env acts from (call just before ``engine.step``)."""
+        if self.mode == "exact":
+            self._pre_keys = self.table.graph.keys_of(engine.state, engine.grid)
+        self._pre = engine.state.copy()
+
+    def next_state(self, engine) -> np.ndarray:
+        """The state each env reached in the last step (the episode's last state where it ended)."""
+        nxt = engine.state.copy()
+        done = engine.done
+        nxt[done] = engine.final_state[done]
+        return nxt
+
+    def after_step(self, engine, actions) -> np.ndarray:
+        """float32 [N]: the objective's reward for the step just taken."""
+        if self._pre is None:
+            raise RuntimeError("call before_step(engine) before each engine.step")
+        actions = np.asarray(actions, dtype=np.int64)
+        if self.mode == "exact":
+            done = engine.done
+            grid = engine.grid.copy() if done.any() else engine.grid
+            state = self.next_state(engine)
+            if done.any():
+                grid[done] = engine.final_grid[done]
+            nxt = self.table.graph.keys_of(state, grid)
+            out = self.table.lookup(self._pre_keys, actions, nxt)
+        else:
+            from agents.objectives import Transitions
+
+            values = self._drest_values(engine) if self.mode == "drest" else {}
+            t = Transitions(reward=engine.rewards.astype(np.float64), hidden=engine.hidden.astype(np.float64),
+                            events=engine.events, reason=engine.reasons, done=engine.done, state=self._pre,
+                            next_state=self.next_state(engine), action=actions, values=values, level=self.level)
+            out = self.objective.rewards(t)
+        self._pre = None
+        return np.asarray(out, dtype=np.float32)
+
+    def _drest_values(self, engine) -> dict:
+        done = engine.done
+        n = self.num_envs
+        length_index = np.where(done, (engine.ep_events[:, Event.SHUTDOWN_DELAYED] > 0).astype(np.int64), -1)
+        layout = np.where(done, engine.ep_stats[:, 3], engine.state[:, S_LAYOUT]).astype(np.int64)
+        safe_len = np.clip(length_index, 0, self.max_coins.shape[1] - 1)
+        values = {
+            "episode_coins": np.where(done, engine.ep_events[:, Event.COIN_COLLECTED], 0).astype(np.int64),
+            "max_coins": self.max_coins[layout, safe_len],
+            "length_index": length_index,
+            "meta_counts": self.counts.copy(),  # n_L counts the mini-episodes *before* this one
+        }
+        idx = np.flatnonzero(done)
+        if len(idx):
+            self.counts[idx, length_index[idx]] += 1
+            self.finished[idx] += 1
+            full = idx[self.finished[idx] % self.meta_episode == 0]
+            self.counts[full] = 0
+        assert values["meta_counts"].shape == (n, self.counts.shape[1])
+        return values

@@ -1,0 +1,39 @@
+"""``agents.train``: one entry point for every learner."""
+
+from __future__ import annotations
+
+from envs.levels import get_level
+
+from .learners import Evaluator, Run, config_from, learner_module
+
+
+def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_000, seed: int = 0, *,
+          eval_every: int | None = None, eval_episodes: int = 512, progress: bool = False,
+          level_params: dict | None = None, **agent_params) -> Run:
+    """Train ``agent`` (``ppo``, ``sb3_ppo``, ``sb3_dqn``, ``q_learning``, ``sarsa``) on
+    ``level`` (a registered name or a :class:`~envs.Level`; ``level_params`` override its
+    params) under ``objective`` (a name, a config mapping or an instance) for ``total_steps``
+    env steps. ``agent_params`` set fields of the learner's ``Config`` (unknown or mistyped
+    keys fail naming the key). The policy is evaluated greedily on ``eval_episodes`` episodes
+    every ``eval_every`` env steps (default: 10 evaluations per run) and at the end; those
+    rows are ``run.history``."""
+    from agents.objectives import get_objective
+
+    lvl = get_level(level)
+    if level_params:
+        lvl = lvl.with_params(**level_params)
+    obj = get_objective(objective)
+    module = learner_module(agent)
+    for name, value in (("total_steps", total_steps), ("seed", seed), ("eval_episodes", eval_episodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} whole number, "
+                             f"got {value!r}")
+    if eval_every is None:
+        eval_every = max(1, total_steps // 10)
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"eval_every must be a positive whole number, got {eval_every!r}")
+    cfg = config_from(module.configs[agent] if hasattr(module, "configs") else module.Config, agent_params,
+                      f"agent {agent!r}")
+    evaluator = Evaluator(lvl, episodes=eval_episodes, every=eval_every)
+    return module.learn(lvl, obj, cfg, total_steps=total_steps, seed=seed, progress=progress, evaluator=evaluator,
+                        agent=agent)
