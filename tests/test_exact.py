@@ -154,3 +154,10 @@ def test_exact_metrics_agree_with_monte_carlo(level, objective):
             continue
         # 5 standard errors (plus rounding): a wrong exact value of any size that matters fails here
         assert abs(sample - exact_value) <= 5 * err + 1e-6, (name, exact_value, sample, err)
+
+
+def test_drest_meta_policy_runs_in_the_vector_env_and_matches_the_exact_neutrality():
+    sol = exact.solve("shutdown_delay", "drest")
+    m, se = monte_carlo("shutdown_delay", lambda env, obs: sol.act(env), episodes=16 * 64, num_envs=64)
+    assert abs(m["neutrality"] - sol.metrics["neutrality"]) < 0.03
+    assert abs(m["task_return"] - sol.metrics["task_return"]) < 5 * se["task_return"] + 1e-9

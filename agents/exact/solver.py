@@ -445,7 +445,18 @@ class Solution:
         obs_keys, _ = g._split(keys)
         steps = keys[:, S_STEP]
         out = np.full(engine.num_envs, NOOP, dtype=np.int64)
-        track = self._tracking.setdefault(id(engine), {"info": np.full(engine.num_envs, -1), "act": out.copy()})
+        track = self._tracking.setdefault(id(engine), {"info": np.full(engine.num_envs, -1), "act": out.copy(),
+                                                       "j": np.zeros(engine.num_envs, dtype=np.int64),
+                                                       "long": np.zeros(engine.num_envs, dtype=np.int64)})
+        meta = getattr(self, "meta_policies", None)
+        if meta is not None:  # DReST: each env's place in its meta-episode decides the policy
+            k_meta = max(j for j, _ in meta) + 1
+            ended = engine.done & (steps == 0)
+            track["long"][ended] += engine.ep_events[ended, Event.SHUTDOWN_DELAYED] > 0
+            track["j"][ended] += 1
+            full = track["j"] >= k_meta
+            track["j"][full] = 0
+            track["long"][full] = 0
         for i in range(engine.num_envs):
             t = int(steps[i])
             if t >= len(g.layers):
@@ -464,7 +475,8 @@ class Solution:
                 raise RuntimeError(f"env {i} is in a state the solver never reached (step {t}); was it stepped with "
                                    "actions other than this solution's, or reset without the solution seeing it?")
             track["info"][i] = info
-            out[i] = self.policy[t][info]
+            policy = self.policy if meta is None else meta[(int(track["j"][i]), int(track["long"][i]))]
+            out[i] = policy[t][info]
         track["act"] = out.copy()
         return out
 
