@@ -1,0 +1,894 @@
+"""Figures of a sweep: ``python -m experiments.plot SWEEP_DIR [--out DIR] [--metrics ...] [--no-exact]``.
+
+Reads ``SWEEP_DIR/results.parquet`` (else ``results.csv``): the tidy table of the sweep, one row
+per run x evaluation (``run_id``, ``level``, ``agent``, ``objective``, ``objective.<param>``,
+``seed``, ``env_steps``, the metrics of :mod:`agents.metrics` and their ``<metric>_se``), and
+writes, beside the table (or into ``--out``), each as PNG and PDF:
+
+``compliance_curves``
+    Shutdown compliance over training: one row of panels per level, one panel per metric
+    (default ``compliance``, ``resistance``, ``self_shutdown``, ``delivered``, ``side_effects``)
+    against environment steps; one line per objective (with its swept parameters, and the
+    agent where the sweep has several): the interquartile mean (IQM) over seeds with a 95%
+    percentile-bootstrap band (:mod:`experiments.stats`). Dashed: the exact solver's optimal
+    policy under the same objective (:func:`agents.exact.solve`), where the level is small
+    enough (``--no-exact`` skips it).
+``penalty_tradeoff``
+    Only where the sweep varies an objective's penalty strength (``objective.lam`` or
+    ``objective.beta``): compliance and delivery at the final evaluation of each run against
+    the parameter, IQM over seeds with 95% intervals; with several levels, an "all levels" row
+    aggregates them with the stratified bootstrap (seeds resampled within each level).
+    Dashed: the exact optimum at each parameter value.
+``outcomes``
+    Outcome classes at the final evaluation, as in Turner et al.'s Conservative Agency charts
+    (side effect yes/no x task done yes/no). With the joint probabilities in the table (the four
+    :data:`JOINT_OUTCOMES` columns) the bars stack the four classes (mean over seeds). The
+    standard metrics hold only the marginals ``harm`` = P(side effect) and ``delivered`` =
+    P(task done), which do not fix the joint: then the figure shows those two (IQM and 95% CI)
+    and the range of P(side effect and task done) the marginals allow (Frechet bounds, averaged
+    over seeds), titled as marginals.
+``episodes/<level>__<variant>.gif``
+    One greedy episode of a trained agent per level and variant (lowest seed), where the sweep
+    saved its runs (``SWEEP_DIR/runs/<run_id>.pkl``, :func:`agents.load`; or a ``run_path``
+    column relative to ``SWEEP_DIR``); drawn with :func:`envs.pictures.save_gif` (Pillow).
+``final_summary.csv``
+    IQM and 95% CI over seeds of every metric at each run's final evaluation, per level and
+    variant (and over all levels, stratified, for the probabilities).
+``exact_reference.csv``
+    What the exact solver gave (or why it was skipped) per level and objective.
+
+The same table gives the same files, byte for byte: the bootstrap has a fixed seed
+(``--seed``), and the PNG/PDF writers are told to leave out dates and software versions.
+The command prints the paths it wrote, one per line; notes (skipped parts) go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+
+__all__ = ["CURVE_METRICS", "JOINT_OUTCOMES", "ExactReference", "PlotError", "Variant", "assign_variants",
+           "final_rows", "load_results", "main", "make_plots", "objective_config", "play_episode", "prepare"]
+
+#: Metrics of the compliance curves (``--metrics`` changes them).
+CURVE_METRICS: tuple[str, ...] = ("compliance", "resistance", "self_shutdown", "delivered", "side_effects")
+#: Metrics of the penalty trade-off figure.
+TRADEOFF_METRICS: tuple[str, ...] = ("compliance", "delivered")
+#: Objective parameters read as a penalty strength (x axis of the trade-off figure).
+PENALTY_PARAMS: tuple[str, ...] = ("lam", "beta")
+#: Joint outcome probabilities the evaluation may record (they sum to 1): column -> label.
+JOINT_OUTCOMES: dict[str, str] = {
+    "outcome/harm_delivered": "side effect, task done",
+    "outcome/harm_undelivered": "side effect, task not done",
+    "outcome/safe_delivered": "no side effect, task done",
+    "outcome/safe_undelivered": "no side effect, task not done",
+}
+#: Metrics that are probabilities (plotted on [0, 1], pooled over levels in the summary).
+PROBABILITIES = frozenset({"delivered", "requested", "compliance", "tampering", "blocking", "resistance",
+                           "self_shutdown", "harm", "usefulness", *JOINT_OUTCOMES})
+#: Short title and axis label (with unit) of each metric.
+LABELS: dict[str, tuple[str, str]] = {
+    "task_return": ("task return", "return per episode"),
+    "hidden_return": ("hidden return", "return per episode"),
+    "delivered": ("task done", "P(delivered)"),
+    "requested": ("shutdown requested", "P(request)"),
+    "compliance": ("compliance", "P(shut down | requested)"),
+    "tampering": ("tampering", "P(button disabled)"),
+    "blocking": ("blocking", "P(human blocked)"),
+    "resistance": ("resistance", "P(resists shutdown)"),
+    "self_shutdown": ("self-shutdown", "P(shuts itself down)"),
+    "harm": ("side effect", "P(any side effect)"),
+    "side_effects": ("side effects", "harm events per episode"),
+    "usefulness": ("usefulness", "coins / max at length"),
+    "neutrality": ("neutrality", "entropy of length (bits)"),
+}
+GREEK = {"lam": "\u03bb", "beta": "\u03b2", "gamma": "\u03b3"}
+# Okabe & Ito's colour-blind-safe palette (black last), then tab20 for long sweeps.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+STYLE = {
+    "font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+    "legend.fontsize": 7.5, "figure.titlesize": 9, "axes.spines.top": False, "axes.spines.right": False,
+    "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5, "lines.linewidth": 1.4, "lines.markersize": 3,
+    "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "stopbutton", "savefig.dpi": 200,
+    "figure.constrained_layout.use": False,
+}
+PAGE_WIDTH = 7.0  # inches: a two-column paper's text width
+PNG_METADATA = {"Software": None}
+PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
+REQUIRED = ("level", "objective", "seed", "env_steps")
+
+
+class PlotError(Exception):
+    """The sweep's table is missing or unusable (the CLI prints the message and exits 2)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The table.
+# ---------------------------------------------------------------------------------------------
+
+def load_results(sweep_dir) -> pd.DataFrame:
+    """The sweep's tidy table: ``results.parquet`` if present (and readable), else ``results.csv``;
+    checked and completed by :func:`prepare`."""
+    d = Path(sweep_dir)
+    if not d.is_dir():
+        raise PlotError(f"{d}: no such directory")
+    parquet, csv = d / "results.parquet", d / "results.csv"
+    df, source = None, parquet
+    if parquet.is_file():
+        try:
+            df = pd.read_parquet(parquet)
+        except ImportError:
+            if not csv.is_file():
+                raise PlotError(f"{parquet} needs pyarrow (or fastparquet) to read, and there is no results.csv")
+    if df is None:
+        if not csv.is_file():
+            raise PlotError(f"no results table in {d}: expected results.parquet or results.csv (the sweep writes "
+                            "them, experiments.train)")
+        df, source = pd.read_csv(csv), csv
+    return prepare(df, source=str(source))
+
+
+def _metric_names() -> tuple[str, ...]:
+    from agents.metrics import DELAY_METRIC_NAMES, METRIC_NAMES
+
+    return (*METRIC_NAMES, *DELAY_METRIC_NAMES, *JOINT_OUTCOMES)
+
+
+def prepare(df: pd.DataFrame, source: str = "the table") -> pd.DataFrame:
+    """Check the required columns, fill the optional ones (``agent``, ``run_id``) and drop
+    repeated evaluations of a run (the last one stays)."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise PlotError(f"{source}: missing column(s) {missing}; it has {sorted(map(str, df.columns))}")
+    metrics = [m for m in _metric_names() if m in df.columns]
+    if not metrics:
+        raise PlotError(f"{source}: no metric columns (expected some of {list(_metric_names()[:11])})")
+    if df.empty:
+        raise PlotError(f"{source}: the table has no rows")
+    df = df.copy()
+    if "agent" not in df.columns:
+        df["agent"] = ""
+    df["agent"] = df["agent"].fillna("").astype(str)
+    df["level"] = df["level"].astype(str)
+    df["objective"] = df["objective"].astype(str)
+    params = _param_columns(df)
+    if "run_id" not in df.columns:
+        key = ["level", "agent", "objective", *params, "seed"]
+        df["run_id"] = df[key].astype(str).agg("|".join, axis=1)
+    df["run_id"] = df["run_id"].astype(str)
+    for c in ("seed", "env_steps", *metrics):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df = df.dropna(subset=["env_steps"])
+    df = df.drop_duplicates(subset=["run_id", "env_steps"], keep="last")
+    df = df.sort_values(["level", "agent", "objective", "run_id", "env_steps"], kind="stable").reset_index(drop=True)
+    df["level_label"] = _level_labels(df)
+    return df
+
+
+def _param_columns(df: pd.DataFrame, prefixes=("objective.", "agent.")) -> list[str]:
+    return sorted(c for c in df.columns if isinstance(c, str) and c.startswith(prefixes) and c != "objective")
+
+
+def _defined(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and not (v is pd.NA)
+
+
+def _plain(v):
+    """A table value as a plain Python scalar (numpy scalars unwrapped)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _fmt(v) -> str:
+    v = _plain(v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _sort_value(v):
+    v = _plain(v)
+    if isinstance(v, bool):
+        return (0, float(v), "")
+    if isinstance(v, (int, float)):
+        return (0, float(v), "") if not math.isnan(v) else (2, 0.0, "")
+    return (1, 0.0, str(v))
+
+
+def _level_labels(df: pd.DataFrame) -> pd.Series:
+    """The level's name, plus the ``level.<param>`` values that vary for that name."""
+    cols = sorted(c for c in df.columns if isinstance(c, str) and c.startswith("level."))
+    if not cols:
+        return df["level"].copy()
+    out = df["level"].copy()
+    for name, rows in df.groupby("level", sort=True):
+        varying = [c for c in cols if rows[c].dropna().nunique() > 1]
+        if varying:
+            out.loc[rows.index] = [f"{name} (" + ", ".join(f"{c[6:]}={_fmt(r[c])}" for c in varying if _defined(r[c]))
+                                   + ")" for _, r in rows.iterrows()]
+    return out
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One line of a figure: an agent and objective with the parameters that vary in the sweep."""
+
+    agent: str
+    objective: str
+    params: tuple  # ((column, value), ...) of the varying parameters
+    show_agent: bool = False
+
+    @property
+    def label(self) -> str:
+        text = self.objective
+        if self.params:
+            text += " (" + ", ".join(f"{_param_symbol(c)}={_fmt(v)}" for c, v in self.params) + ")"
+        return f"{self.agent} \u00b7 {text}" if self.show_agent and self.agent else text
+
+    @property
+    def slug(self) -> str:
+        text = "_".join([*(["%s" % self.agent] if self.show_agent and self.agent else []), self.objective,
+                         *(f"{c.split('.', 1)[1]}{_fmt(v)}" for c, v in self.params)])
+        return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
+
+    def sort_key(self):
+        return (self.agent, self.objective, tuple((c, _sort_value(v)) for c, v in self.params))
+
+
+def _param_symbol(column: str) -> str:
+    prefix, name = column.split(".", 1)
+    symbol = GREEK.get(name, name)
+    return symbol if prefix == "objective" else f"{prefix}.{name}"
+
+
+def assign_variants(df: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.Series:
+    """A :class:`Variant` per row: agent, objective and the parameters (``objective.*``,
+    ``agent.*``, except ``exclude``) that take several values among that objective's rows."""
+    params = [c for c in _param_columns(df) if c not in exclude]
+    show_agent = df["agent"].nunique() > 1
+    out = pd.Series([None] * len(df), index=df.index, dtype=object)
+    for (agent, objective), rows in df.groupby(["agent", "objective"], sort=True):
+        varying = [c for c in params if rows[c].dropna().astype(str).nunique() > 1]
+        for i, r in rows.iterrows():
+            out.at[i] = Variant(agent, objective, tuple((c, _plain(r[c])) for c in varying if _defined(r[c])),
+                                show_agent)
+    return out
+
+
+def _colours(variants) -> dict:
+    import matplotlib
+
+    ordered = sorted(set(variants), key=lambda v: v.sort_key())
+    tab = matplotlib.colormaps["tab20"].colors
+    palette = list(PALETTE) + [matplotlib.colors.to_hex(c) for c in tab]
+    return {v: palette[i % len(palette)] for i, v in enumerate(ordered)}
+
+
+def final_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Each run's last evaluation (largest ``env_steps``)."""
+    idx = df.groupby("run_id", sort=True)["env_steps"].idxmax()
+    return df.loc[sorted(idx)]
+
+
+def objective_config(row) -> dict:
+    """The objective of a table row as the config mapping :func:`agents.objectives.get_objective`
+    takes: ``{"name": ..., <param>: value}`` from the defined ``objective.<param>`` cells, with
+    whole-number floats (a column that has NaN elsewhere) turned back into ints where the
+    objective's parameter is an int."""
+    name = str(row["objective"])
+    cfg = {"name": name}
+    types = {}
+    try:
+        from agents.objectives import OBJECTIVES
+
+        cls = OBJECTIVES.get(name)
+        if cls is not None and dataclasses.is_dataclass(cls):
+            types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    except ImportError:  # pragma: no cover - the package is part of the project
+        pass
+    for col in row.index:
+        if not (isinstance(col, str) and col.startswith("objective.")) or not _defined(row[col]):
+            continue
+        key, value = col.split(".", 1)[1], _plain(row[col])
+        kind = types.get(key, "")
+        if kind == "int" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif kind == "bool" and isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        elif kind == "bool" and isinstance(value, (int, float)) and value in (0, 1):
+            value = bool(value)
+        elif kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        cfg[key] = value
+    return cfg
+
+
+def level_params(row) -> dict:
+    """The ``level.<param>`` overrides of a row (defined cells only), whole-number floats turned
+    back into ints (and 0/1 into bools) where the level's parameter is one."""
+    out = {}
+    for col in row.index:
+        if isinstance(col, str) and col.startswith("level.") and _defined(row[col]):
+            out[col.split(".", 1)[1]] = _plain(row[col])
+    if not out:
+        return out
+    try:
+        from envs.core.level import PARAM_ALIASES
+        from envs.levels import get_level
+
+        params = get_level(str(row["level"])).params
+    except (ImportError, KeyError):
+        return out
+    for key, value in out.items():
+        current = getattr(params, PARAM_ALIASES.get(key, key), None)
+        if isinstance(current, bool) and isinstance(value, (int, float)) and value in (0, 1):
+            out[key] = bool(value)
+        elif isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) \
+                and value.is_integer():
+            out[key] = int(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact solver as a reference.
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ExactReference:
+    """Exact optima per level and objective, computed once each (``solve`` is deterministic);
+    a level too large for ``max_states`` is tried once, whatever the objective."""
+
+    max_states: int = 250_000
+    enabled: bool = True
+    results: dict = field(default_factory=dict)  # key -> dict(status, note, value, metrics)
+    too_large: dict = field(default_factory=dict)  # level key -> message
+    notes: list = field(default_factory=list)
+
+    @staticmethod
+    def _key(level: str, lparams: dict, objective: dict):
+        return (level, json.dumps(lparams, sort_keys=True, default=str),
+                json.dumps(objective, sort_keys=True, default=str))
+
+    def get(self, level: str, lparams: dict, objective: dict) -> dict | None:
+        """``{"value", "metrics"}`` of the optimal policy, or None (skipped, with a note)."""
+        if not self.enabled:
+            return None
+        key = self._key(level, lparams, objective)
+        if key not in self.results:
+            self.results[key] = self._solve(level, lparams, objective, key)
+        res = self.results[key]
+        return res if res["status"] == "solved" else None
+
+    def _solve(self, level, lparams, objective, key) -> dict:
+        from agents.exact import LevelTooLarge, solve
+
+        where = f"{level} / {key[2]}"
+        if key[:2] in self.too_large:
+            return {"status": "too large", "note": self.too_large[key[:2]], "value": math.nan, "metrics": {}}
+        try:
+            sol = solve(level, objective, max_states=self.max_states, **lparams)
+        except LevelTooLarge as e:
+            self.too_large[key[:2]] = str(e)
+            self.notes.append(f"exact reference skipped for level {level}: {e}")
+            return {"status": "too large", "note": str(e), "value": math.nan, "metrics": {}}
+        except Exception as e:  # an objective or level the solver cannot take: a note, not a failure
+            msg = f"{type(e).__name__}: {e}"
+            self.notes.append(f"exact reference skipped for {where}: {msg}")
+            return {"status": "not solvable", "note": msg, "value": math.nan, "metrics": {}}
+        return {"status": "solved", "note": "", "value": float(sol.value),
+                "metrics": {k: float(v) for k, v in sol.metrics.items()}}
+
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for (level, lp, obj), res in sorted(self.results.items()):
+            row = {"level": level, "level_params": lp, "objective": obj, "status": res["status"],
+                   "value": res["value"], **res["metrics"], "note": res["note"]}
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures.
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    out: Path
+    reps: int = stats.REPS
+    seed: int = 0
+    exact: ExactReference = field(default_factory=ExactReference)
+    written: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def estimate(self, x, strata=None) -> stats.Estimate:
+        return stats.interval_estimate(x, strata=strata, reps=self.reps, seed=self.seed)
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, ctx: Context, stem: str) -> None:
+    png, pdf = ctx.out / f"{stem}.png", ctx.out / f"{stem}.pdf"
+    fig.savefig(png, format="png", metadata=PNG_METADATA)
+    fig.savefig(pdf, format="pdf", metadata=PDF_METADATA)
+    ctx.written += [png, pdf]
+
+
+def _setup_axis(ax, metric: str) -> None:
+    title, ylabel = LABELS.get(metric, (metric, metric))
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    if metric in PROBABILITIES:
+        ax.set_ylim(-0.04, 1.04)
+    else:
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+
+
+def _steps_axis(ax) -> None:
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.set_xlabel("environment steps")
+
+
+def _legend(fig, handles, labels, ncols: int | None = None) -> None:
+    """A legend under the panels, with as many columns as fit the figure's width (at most ``ncols``)."""
+    if not handles:
+        return
+    entry = 0.5 + 0.062 * max(len(label) for label in labels)  # inches at legend.fontsize 7.5
+    fit = max(1, int(fig.get_figwidth() // entry))
+    ncols = max(1, min(len(handles), fit, ncols or 4))
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
+
+
+def _style_handles(exact_shown: bool, band: str):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color="0.3", marker="o"), Patch(facecolor="0.3", alpha=0.2)]
+    labels = ["IQM over seeds", band]
+    if exact_shown:
+        handles.append(Line2D([], [], color="0.3", linestyle="--", linewidth=1.0))
+        labels.append("exact optimum, same objective")
+    return handles, labels
+
+
+def _curve_matrix(rows: pd.DataFrame, metrics: Sequence[str]):
+    """``[runs, evaluations, metrics]`` values (evaluation i = each run's i-th, NaN where a run has
+    fewer) and the median env steps of each evaluation index."""
+    runs = [g for _, g in rows.groupby("run_id", sort=True)]
+    n_eval = max(len(g) for g in runs)
+    values = np.full((len(runs), n_eval, len(metrics)), np.nan)
+    steps = np.full((len(runs), n_eval), np.nan)
+    for i, g in enumerate(runs):
+        g = g.sort_values("env_steps", kind="stable")
+        values[i, :len(g)] = g[list(metrics)].to_numpy(dtype=np.float64)
+        steps[i, :len(g)] = g["env_steps"].to_numpy(dtype=np.float64)
+    return values, np.nanmedian(steps, axis=0)
+
+
+def plot_curves(df: pd.DataFrame, metrics: Sequence[str], ctx: Context) -> None:
+    """``compliance_curves``: a row per level, a panel per metric, a line per variant."""
+    df = df.assign(variant=assign_variants(df))
+    colours = _colours(df["variant"])
+    levels = sorted(df["level_label"].unique())
+    ncols = len(metrics)
+    width = 3.0 if ncols == 1 else max(min(PAGE_WIDTH, 1.5 * ncols + 0.5), 1.45 * ncols)
+    fig = _new_figure(width, 1.55 * len(levels) + 0.45 + 0.14 * math.ceil(len(colours) / 4))
+    subfigs = fig.subfigures(len(levels), 1, squeeze=False)[:, 0]
+    exact_shown = False
+    for sf, level in zip(subfigs, levels):
+        sf.suptitle(f"level: {level}", fontweight="bold")
+        axes = sf.subplots(1, ncols, squeeze=False, sharex=True)[0]
+        rows = df[df["level_label"] == level]
+        for variant in sorted(rows["variant"].unique(), key=lambda v: v.sort_key()):
+            vr = rows[rows["variant"] == variant]
+            values, steps = _curve_matrix(vr, metrics)
+            est = ctx.estimate(values)
+            colour = colours[variant]
+            exact = ctx.exact.get(vr["level"].iloc[0], level_params(vr.iloc[0]), objective_config(vr.iloc[0]))
+            for j, (ax, metric) in enumerate(zip(axes, metrics)):
+                ok = ~np.isnan(est.point[:, j])
+                if not ok.any():
+                    continue
+                ax.plot(steps[ok], est.point[ok, j], color=colour, marker="o", label=variant.label)
+                ax.fill_between(steps[ok], est.low[ok, j], est.high[ok, j], color=colour, alpha=0.2, linewidth=0)
+                ref = exact["metrics"].get(metric, math.nan) if exact else math.nan
+                if math.isfinite(ref):
+                    ax.axhline(ref, color=colour, linestyle="--", linewidth=1.0, alpha=0.9)
+                    exact_shown = True
+        for ax, metric in zip(axes, metrics):
+            _setup_axis(ax, metric)
+            _steps_axis(ax)
+    from matplotlib.lines import Line2D
+
+    ordered = sorted(colours, key=lambda v: v.sort_key())
+    handles = [Line2D([], [], color=colours[v], marker="o") for v in ordered]
+    labels = [v.label for v in ordered]
+    sh, sl = _style_handles(exact_shown, "95% bootstrap CI")
+    _legend(fig, handles + sh, labels + sl, ncols=min(4, len(handles) + len(sh)))
+    _save(fig, ctx, "compliance_curves")
+
+
+def _penalty_sweeps(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(agent, objective, column)`` where an objective's penalty parameter takes several values."""
+    out = []
+    for (agent, objective), rows in df.groupby(["agent", "objective"], sort=True):
+        for p in PENALTY_PARAMS:
+            col = f"objective.{p}"
+            if col in rows.columns and pd.to_numeric(rows[col], errors="coerce").dropna().nunique() > 1:
+                out.append((agent, objective, col))
+                break
+    return out
+
+
+def plot_tradeoff(df: pd.DataFrame, ctx: Context) -> None:
+    """``penalty_tradeoff``: final compliance and delivery against the penalty strength."""
+    sweeps = _penalty_sweeps(df)
+    metrics = [m for m in TRADEOFF_METRICS if m in df.columns]
+    if not sweeps:
+        ctx.note("penalty_tradeoff skipped: no objective parameter among "
+                 f"{['objective.' + p for p in PENALTY_PARAMS]} takes several values in the sweep")
+        return
+    if not metrics:
+        ctx.note(f"penalty_tradeoff skipped: the table has none of {list(TRADEOFF_METRICS)}")
+        return
+    final = final_rows(df)
+    parts = []
+    for agent, objective, col in sweeps:
+        rows = final[(final["agent"] == agent) & (final["objective"] == objective)].copy()
+        rows = rows.assign(penalty=pd.to_numeric(rows[col], errors="coerce"), penalty_param=col)
+        rows = rows.dropna(subset=["penalty"])
+        others = [c for c in _param_columns(rows) if c != col]
+        show_agent = df["agent"].nunique() > 1
+        varying = [c for c in others if rows[c].dropna().astype(str).nunique() > 1]
+        variants = []
+        for _, r in rows.iterrows():
+            variants.append(Variant(agent, objective, tuple((c, _plain(r[c])) for c in varying if _defined(r[c])),
+                                    show_agent))
+        parts.append(rows.assign(variant=variants))
+    data = pd.concat(parts)
+    colours = _colours(data["variant"])
+    levels = sorted(data["level_label"].unique())
+    panels = levels + (["all levels"] if len(levels) > 1 else [])
+    positive = (data["penalty"] > 0).all()
+    span = data["penalty"].max() / data["penalty"][data["penalty"] > 0].min() if (data["penalty"] > 0).any() else 1
+    fig = _new_figure(min(PAGE_WIDTH, 2.6 * len(metrics) + 0.6), 1.7 * len(panels) + 0.5)
+    axes = fig.subplots(len(panels), len(metrics), squeeze=False)
+    exact_shown = False
+    swept = ", ".join(f"{objective} {_param_symbol(col)}" for _, objective, col in sweeps)
+    for i, panel in enumerate(panels):
+        rows = data if panel == "all levels" else data[data["level_label"] == panel]
+        for variant in sorted(rows["variant"].unique(), key=lambda v: v.sort_key()):
+            vr = rows[rows["variant"] == variant]
+            xs = np.array(sorted(vr["penalty"].unique()), dtype=np.float64)
+            point = np.full((len(xs), len(metrics)), np.nan)
+            low, high = point.copy(), point.copy()
+            ref = np.full((len(xs), len(metrics)), np.nan)
+            for k, x in enumerate(xs):
+                cell = vr[vr["penalty"] == x]
+                est = ctx.estimate(cell[metrics].to_numpy(dtype=np.float64),
+                                   strata=cell["level_label"].to_numpy() if panel == "all levels" else None)
+                point[k], low[k], high[k] = est.point, est.low, est.high
+                if panel != "all levels":
+                    exact = ctx.exact.get(cell["level"].iloc[0], level_params(cell.iloc[0]),
+                                          objective_config(cell.iloc[0]))
+                    if exact:
+                        ref[k] = [exact["metrics"].get(m, math.nan) for m in metrics]
+            colour = colours[variant]
+            label = variant.label
+            for j, metric in enumerate(metrics):
+                ax = axes[i, j]
+                ok = ~np.isnan(point[:, j])
+                if ok.any():
+                    ax.errorbar(xs[ok], point[ok, j], yerr=[point[ok, j] - low[ok, j], high[ok, j] - point[ok, j]],
+                                color=colour, marker="o", capsize=2, label=label)
+                fine = ~np.isnan(ref[:, j])
+                if fine.any():
+                    ax.plot(xs[fine], ref[fine, j], color=colour, linestyle="--", linewidth=1.0, marker="x")
+                    exact_shown = True
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            _setup_axis(ax, metric)
+            ax.set_title(f"{panel}: {LABELS.get(metric, (metric,))[0]}")
+            if positive and span >= 20:
+                ax.set_xscale("log")
+            elif span >= 20:
+                pos = data["penalty"][data["penalty"] > 0].min()
+                ax.set_xscale("symlog", linthresh=float(pos))
+            ax.set_xlabel(swept)
+    from matplotlib.lines import Line2D
+
+    ordered = sorted(colours, key=lambda v: v.sort_key())
+    handles = [Line2D([], [], color=colours[v], marker="o") for v in ordered]
+    labels = [v.label for v in ordered]
+    handles.append(Line2D([], [], color="0.3", marker="o"))
+    labels.append("IQM over seeds, 95% bootstrap CI" + (" (all levels: stratified by level)" if len(panels) > 1
+                                                           else ""))
+    if exact_shown:
+        handles.append(Line2D([], [], color="0.3", linestyle="--", marker="x", linewidth=1.0))
+        labels.append("exact optimum")
+    fig.suptitle("Final evaluation against the penalty strength")
+    _legend(fig, handles, labels, ncols=min(3, len(handles)))
+    _save(fig, ctx, "penalty_tradeoff")
+
+
+def plot_outcomes(df: pd.DataFrame, ctx: Context) -> None:
+    """``outcomes``: outcome classes (joint) or their marginals at the final evaluation."""
+    final = final_rows(df)
+    final = final.assign(variant=assign_variants(final))
+    joint = all(c in final.columns for c in JOINT_OUTCOMES) and final[list(JOINT_OUTCOMES)].notna().all().all()
+    if not joint and not {"harm", "delivered"} <= set(final.columns):
+        ctx.note("outcomes skipped: the table has neither the joint outcome columns "
+                 f"{list(JOINT_OUTCOMES)} nor both 'harm' and 'delivered'")
+        return
+    if not joint:
+        ctx.note("outcomes: the table has only the marginals P(side effect) = harm and P(task done) = delivered; "
+                 "plotting those and the range of the joint they allow (record "
+                 f"{list(JOINT_OUTCOMES)} for the outcome classes)")
+    levels = sorted(final["level_label"].unique())
+    variants = sorted(final["variant"].unique(), key=lambda v: v.sort_key())
+    ncols = min(3, len(levels))
+    nrows = math.ceil(len(levels) / ncols)
+    per_bar = 0.32 if joint else 0.55
+    width = min(PAGE_WIDTH, max(3.5 if ncols == 1 else PAGE_WIDTH, ncols * (per_bar * len(variants) + 0.9)))
+    longest = max(len(v.label) for v in variants)
+    fig = _new_figure(width, nrows * (1.6 + 0.045 * min(longest, 40)) + 0.5)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    x = np.arange(len(variants))
+    from matplotlib.patches import Patch
+
+    if joint:
+        colours = ("#D55E00", "#E69F00", "#009E73", "#56B4E9")
+        handles = [Patch(facecolor=c) for c in colours]
+        labels = list(JOINT_OUTCOMES.values())
+    else:
+        colours = ("#D55E00", "#0072B2")
+        handles = [Patch(facecolor=colours[0]), Patch(facecolor=colours[1]),
+                   Patch(facecolor="white", edgecolor="0.2", hatch="////")]
+        labels = ["P(side effect): harm", "P(task done): delivered",
+                  "P(side effect and task done): range the marginals allow"]
+    for k, level in enumerate(levels):
+        ax = axes[k // ncols, k % ncols]
+        rows = final[final["level_label"] == level]
+        for i, variant in enumerate(variants):
+            vr = rows[rows["variant"] == variant]
+            if vr.empty:
+                continue
+            if joint:
+                shares = vr[list(JOINT_OUTCOMES)].to_numpy(dtype=np.float64).mean(axis=0)
+                bottom = 0.0
+                for share, colour in zip(shares, colours):
+                    ax.bar(i, share, bottom=bottom, color=colour, width=0.7)
+                    bottom += share
+                continue
+            h = vr["harm"].to_numpy(dtype=np.float64)
+            d = vr["delivered"].to_numpy(dtype=np.float64)
+            est = ctx.estimate(np.stack([h, d], axis=1))
+            for off, j in ((-0.27, 0), (0.0, 1)):
+                if not np.isnan(est.point[j]):
+                    ax.bar(i + off, est.point[j], width=0.27, color=colours[j],
+                           yerr=[[est.point[j] - est.low[j]], [est.high[j] - est.point[j]]],
+                           error_kw={"elinewidth": 0.8, "capsize": 1.5})
+            ok = ~(np.isnan(h) | np.isnan(d))
+            if ok.any():
+                lo = float(np.mean(np.maximum(0.0, h[ok] + d[ok] - 1.0)))
+                hi = float(np.mean(np.minimum(h[ok], d[ok])))
+                ax.bar(i + 0.27, max(hi - lo, 0.008), bottom=lo if hi - lo >= 0.008 else max(lo - 0.004, 0.0),
+                       width=0.27, color="white", edgecolor="0.2", hatch="////", linewidth=0.6)
+        ax.set_xticks(x, [v.label for v in variants], rotation=30, ha="right", rotation_mode="anchor")
+        ax.set_xlim(-0.6, len(variants) - 0.4)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"level: {level}")
+        ax.set_ylabel("fraction of episodes" if joint else "P per episode")
+        ax.grid(axis="x", visible=False)
+    for k in range(len(levels), nrows * ncols):
+        axes[k // ncols, k % ncols].set_visible(False)
+    if joint:
+        fig.suptitle("Outcome classes at the final evaluation (mean over seeds)")
+    else:
+        fig.suptitle("Outcome marginals at the final evaluation\n(IQM over seeds, 95% CI; the table has no joint)")
+    _legend(fig, handles, labels, ncols=2)
+    _save(fig, ctx, "outcomes")
+
+
+def write_summary(df: pd.DataFrame, ctx: Context) -> None:
+    """``final_summary.csv``: IQM and 95% CI over seeds of each metric at the final evaluation."""
+    final = final_rows(df)
+    final = final.assign(variant=assign_variants(final))
+    metrics = [m for m in _metric_names() if m in final.columns]
+    rows = []
+    for variant in sorted(final["variant"].unique(), key=lambda v: v.sort_key()):
+        vr = final[final["variant"] == variant]
+        levels = sorted(vr["level_label"].unique())
+        groups = [(level, vr[vr["level_label"] == level], None, metrics) for level in levels]
+        if len(levels) > 1:
+            probs = [m for m in metrics if m in PROBABILITIES]
+            groups.append(("all levels", vr, vr["level_label"].to_numpy(), probs))
+        for level, rows_, strata, ms in groups:
+            if not ms:
+                continue
+            est = ctx.estimate(rows_[ms].to_numpy(dtype=np.float64), strata=strata)
+            for j, m in enumerate(ms):
+                rows.append({"level": level, "variant": variant.label, "agent": variant.agent,
+                             "objective": variant.objective, "metric": m, "seeds": int(rows_[m].notna().sum()),
+                             "env_steps": float(rows_["env_steps"].median()), "iqm": est.point[j],
+                             "ci_low": est.low[j], "ci_high": est.high[j]})
+    path = ctx.out / "final_summary.csv"
+    pd.DataFrame(rows).to_csv(path, index=False, float_format="%.6g")
+    ctx.written.append(path)
+
+
+def write_gifs(df: pd.DataFrame, sweep_dir: Path, ctx: Context, limit: int = 24, env_seed: int = 0) -> None:
+    """One greedy episode per level and variant of a saved run (the lowest seed)."""
+    import importlib.util
+
+    candidates = []
+    first = df.sort_values(["seed", "run_id"], kind="stable").drop_duplicates("run_id")
+    first = first.assign(variant=assign_variants(first))
+    for (level, variant), rows in first.groupby(["level_label", "variant"], sort=False):
+        for _, r in rows.iterrows():
+            path = None
+            if "run_path" in r.index and _defined(r["run_path"]):
+                path = sweep_dir / str(r["run_path"])
+            else:
+                path = sweep_dir / "runs" / f"{r['run_id']}.pkl"
+            if path.is_file():
+                candidates.append((level, variant, path))
+                break
+    if not candidates:
+        ctx.note(f"no episode GIF: no saved run found (looked for {sweep_dir / 'runs'}/<run_id>.pkl)")
+        return
+    if importlib.util.find_spec("PIL") is None:
+        ctx.note("no episode GIF: Pillow is not installed")
+        return
+    candidates.sort(key=lambda c: (c[0], c[1].sort_key()))
+    if len(candidates) > limit:
+        ctx.note(f"episode GIFs: {len(candidates)} saved runs, writing the first {limit} (--max-gifs)")
+        candidates = candidates[:limit]
+    out = ctx.out / "episodes"
+    for level, variant, path in candidates:
+        try:
+            frames, max_steps = play_episode(path, env_seed)
+        except Exception as e:  # a run from another version, a policy that fails: a note, not a failure
+            ctx.note(f"no episode GIF for {path}: {type(e).__name__}: {e}")
+            continue
+        from envs.pictures import save_gif
+
+        out.mkdir(parents=True, exist_ok=True)
+        gif = out / f"{re.sub(r'[^A-Za-z0-9.=-]+', '_', level).strip('_')}__{variant.slug}.gif"
+        save_gif(frames, gif, fps=4, max_steps=max_steps)
+        ctx.written.append(gif)
+
+
+def play_episode(path, env_seed: int = 0) -> tuple[list, int]:
+    """The observations ``[4, H, W]`` of one greedy episode of the saved run at ``path`` (env
+    seed ``env_seed``), and the level's ``max_steps``."""
+    import agents
+    from envs.vector import StopButtonVectorEnv
+
+    run = agents.load(path)
+    if run.policy is None:
+        raise ValueError("the saved run has no policy")
+    env = StopButtonVectorEnv(num_envs=1, level=run.level)
+    try:
+        run.policy.reset_state(1)
+        obs, _ = env.reset(seed=env_seed)
+        frames = [np.array(obs[0], copy=True)]
+        for _ in range(run.level.params.max_steps + 1):
+            obs, _, term, trunc, infos = env.step(run.act(env))
+            if term[0] or trunc[0]:
+                frames.append(np.array(infos["final_obs"][0], copy=True))
+                break
+            frames.append(np.array(obs[0], copy=True))
+    finally:
+        env.close()
+    return frames, int(run.level.params.max_steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points.
+# ---------------------------------------------------------------------------------------------
+
+def make_plots(sweep_dir, out=None, metrics: Sequence[str] | None = None, exact: bool = True, gifs: bool = True,
+               reps: int = stats.REPS, seed: int = 0, max_states: int = 250_000, max_gifs: int = 24) -> Context:
+    """Write every figure of the sweep in ``sweep_dir`` (see the module docstring) into ``out``
+    (default ``sweep_dir``). Returns the :class:`Context` with ``written`` paths and ``notes``."""
+    import matplotlib
+
+    sweep_dir = Path(sweep_dir)
+    df = load_results(sweep_dir)
+    ctx = Context(out=Path(out) if out is not None else sweep_dir, reps=reps, seed=seed,
+                  exact=ExactReference(max_states=max_states, enabled=exact))
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    wanted = list(metrics) if metrics else list(CURVE_METRICS)
+    known = set(_metric_names())
+    unknown = [m for m in wanted if m not in known and m not in df.columns]
+    if unknown:
+        raise PlotError(f"unknown metric(s) {unknown}; metrics are {list(_metric_names())}")
+    present = [m for m in wanted if m in df.columns]
+    for m in wanted:
+        if m not in df.columns:
+            ctx.note(f"compliance_curves: metric {m!r} is not in the table, left out")
+    with matplotlib.rc_context(STYLE):
+        if present:
+            plot_curves(df, present, ctx)
+        else:
+            ctx.note("compliance_curves skipped: none of the metrics is in the table")
+        plot_tradeoff(df, ctx)
+        plot_outcomes(df, ctx)
+    write_summary(df, ctx)
+    if exact and ctx.exact.results:
+        path = ctx.out / "exact_reference.csv"
+        ctx.exact.table().to_csv(path, index=False, float_format="%.6g")
+        ctx.written.append(path)
+    elif not exact:
+        ctx.note("exact reference skipped (--no-exact)")
+    if gifs:
+        write_gifs(df, sweep_dir, ctx, limit=max_gifs)
+    ctx.notes = ctx.exact.notes + ctx.notes
+    return ctx
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.plot",
+        description="Figures of a sweep's results table (PNG and PDF): compliance_curves, penalty_tradeoff (where "
+                    "an objective's lam or beta is swept), outcomes, episodes/*.gif (where runs were saved), "
+                    "final_summary.csv and exact_reference.csv. Prints the paths it wrote.")
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="folder with results.parquet or results.csv")
+    p.add_argument("--out", metavar="DIR", help="where to write the figures (default: SWEEP_DIR)")
+    p.add_argument("--metrics", nargs="+", metavar="METRIC",
+                   help=f"metrics of the compliance curves (default: {' '.join(CURVE_METRICS)})")
+    p.add_argument("--no-exact", action="store_true", help="no exact-solver reference lines")
+    p.add_argument("--no-gif", action="store_true", help="no episode GIFs of saved runs")
+    p.add_argument("--max-gifs", type=int, default=24, metavar="N", help="at most N episode GIFs (default 24)")
+    p.add_argument("--reps", type=int, default=stats.REPS, metavar="N",
+                   help=f"bootstrap replicates (default {stats.REPS})")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0): same seed, same figures")
+    p.add_argument("--max-states", type=int, default=250_000, metavar="N",
+                   help="largest level the exact solver tries, in reachable states (default 250,000; larger levels "
+                        "are refused after enumerating that many, which costs time and memory)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error("--reps must be >= 1")
+    try:
+        ctx = make_plots(args.sweep_dir, out=args.out, metrics=args.metrics, exact=not args.no_exact,
+                         gifs=not args.no_gif, reps=args.reps, seed=args.seed, max_states=args.max_states,
+                         max_gifs=args.max_gifs)
+    except PlotError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    for note in ctx.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for path in ctx.written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""experiments.stats (IQM, stratified bootstrap) and experiments.plot (figures of a sweep's table)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import plot, stats
+
+ROOT = Path(__file__).resolve().parents[1]
+LEVELS = ("survival", "off_switch")
+OBJECTIVES = (("task", {}), ("aup", {"lam": 0.5}), ("aup", {"lam": 2.0}))
+SEEDS = (0, 1, 2)
+EVALS = 4
+FIGURES = ("compliance_curves", "penalty_tradeoff", "outcomes")
+
+
+# ---------------------------------------------------------------------------------------------
+# stats
+# ---------------------------------------------------------------------------------------------
+
+def test_iqm_known_answers():
+    assert stats.iqm(np.arange(1, 9)) == 4.5  # mean of 3, 4, 5, 6
+    assert stats.iqm([1, 2, 3]) == 2.0  # fewer than 4 values: nothing trimmed
+    assert stats.iqm(np.arange(1, 6)) == 3.0  # 2, 3, 4
+    assert stats.iqm([1, 2, 3, 4, 100]) == 3.0  # the outlier is trimmed
+    assert stats.iqm(np.arange(20)) == 9.5  # scipy.stats.trim_mean(range(20), 0.25): mean of 5..14
+    assert stats.iqm([7.0]) == 7.0
+
+
+def test_iqm_axis_and_nan():
+    x = np.arange(16, dtype=float).reshape(8, 2)
+    np.testing.assert_array_equal(stats.iqm(x, axis=0), [7.0, 8.0])
+    np.testing.assert_array_equal(stats.iqm(x.T, axis=1), [7.0, 8.0])
+    assert stats.iqm([np.nan, 1, 2, 3, 4, 5]) == 3.0  # NaN left out: IQM of 1..5
+    assert np.isnan(stats.iqm([np.nan, np.nan]))
+    np.testing.assert_array_equal(stats.iqm([[1.0, np.nan], [3.0, np.nan]], axis=0), [2.0, np.nan])
+
+
+def test_bootstrap_deterministic_and_seeded():
+    x = np.random.default_rng(5).normal(size=(10, 3))
+    a = stats.interval_estimate(x, seed=7)
+    b = stats.interval_estimate(x, seed=7)
+    c = stats.interval_estimate(x, seed=8)
+    np.testing.assert_array_equal(a.low, b.low)
+    np.testing.assert_array_equal(a.high, b.high)
+    assert not np.array_equal(a.low, c.low)
+    assert (a.low <= a.point).all() and (a.point <= a.high).all()
+    # the same draws serve every column: a column's interval does not depend on its neighbours
+    alone = stats.bootstrap_ci(x[:, 1], seed=7)
+    assert alone == (a.low[1], a.high[1])
+
+
+def test_stratified_bootstrap_keeps_stratum_sizes():
+    x = np.r_[np.zeros(3), np.ones(5)]
+    strata = ["a"] * 3 + ["b"] * 5
+    # every replicate has 3 zeros and 5 ones: the mean is always 5/8
+    assert stats.bootstrap_ci(x, np.mean, strata=strata) == (0.625, 0.625)
+    low, high = stats.bootstrap_ci(x, np.mean)
+    assert low < 0.625 < high
+    idx = stats.bootstrap_indices(np.array(strata), reps=50, rng=0)
+    assert idx.shape == (50, 8) and (idx[:, :3] < 3).all() and (idx[:, 3:] >= 3).all()
+
+
+def test_ci_covers_the_true_value_in_most_repeats():
+    rng = np.random.default_rng(0)
+    repeats, hits = 200, 0
+    for r in range(repeats):
+        x = rng.normal(loc=1.0, size=20)  # symmetric: the population IQM is the mean, 1
+        low, high = stats.bootstrap_ci(x, reps=500, seed=r)
+        hits += low <= 1.0 <= high
+    assert 0.85 <= hits / repeats <= 0.99
+
+
+def test_bootstrap_rejects_bad_input():
+    with pytest.raises(ValueError):
+        stats.bootstrap_ci([], seed=0)
+    with pytest.raises(ValueError):
+        stats.bootstrap_ci([1.0, 2.0], strata=[0], seed=0)
+    with pytest.raises(ValueError):
+        stats.bootstrap_indices(3, reps=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# plot
+# ---------------------------------------------------------------------------------------------
+
+def _run_id(level, name, params, seed):
+    return f"{level}-{name}" + "".join(f"-{k}{v}" for k, v in params.items()) + f"-s{seed}"
+
+
+def synthetic_table(joint: bool = False, levels=LEVELS) -> pd.DataFrame:
+    """2 levels x 3 objectives x 3 seeds x 4 evaluations, metrics rising with training."""
+    from agents.metrics import METRIC_NAMES
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for level in levels:
+        for k, (name, params) in enumerate(OBJECTIVES):
+            for seed in SEEDS:
+                for e in range(EVALS):
+                    t = (e + 1) / EVALS
+                    row = {"run_id": _run_id(level, name, params, seed), "level": level, "agent": "q_learning",
+                           "objective": name, "objective.lam": params.get("lam", np.nan), "seed": seed,
+                           "env_steps": 1000 * (e + 1), "wall_time": 0.5 * e, "train_time": 0.4 * e}
+                    for m in METRIC_NAMES:
+                        row[m] = float(np.clip(0.2 + 0.2 * t * (k + 1) + 0.05 * rng.normal(), 0.0, 1.0))
+                        row[f"{m}_se"] = 0.01
+                    row["side_effects"] = 2.0 * (1.0 - t) + 0.1 * seed
+                    if joint:
+                        h, d = row["harm"], row["delivered"]
+                        row["outcome/harm_delivered"] = h * d
+                        row["outcome/harm_undelivered"] = h * (1 - d)
+                        row["outcome/safe_delivered"] = (1 - h) * d
+                        row["outcome/safe_undelivered"] = (1 - h) * (1 - d)
+                    rows.append(row)
+    df = pd.DataFrame(rows)
+    df.loc[(df["level"] == "survival") & (df["seed"] == 0) & (df["env_steps"] == 1000), "compliance"] = np.nan
+    return df
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    import agents
+
+    d = tmp_path_factory.mktemp("sweep")
+    df = synthetic_table()
+    df.to_parquet(d / "results.parquet", index=False)
+    df.to_csv(d / "results.csv", index=False)
+    run = agents.train("survival", agent="q_learning", total_steps=1000, seed=0, eval_episodes=16)
+    run.save(d / "runs" / f"{_run_id('survival', 'task', {}, 0)}.pkl")
+    return d
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    """One level only (the figures cost most of these tests' time)."""
+    d = tmp_path_factory.mktemp("small")
+    synthetic_table(levels=("off_switch",)).to_parquet(d / "results.parquet", index=False)
+    return d
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_cli_writes_every_figure(sweep, tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert plot.main([str(sweep), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    for stem in FIGURES:
+        for ext in ("png", "pdf"):
+            path = out / f"{stem}.{ext}"
+            assert path.stat().st_size > 1000, path
+            assert str(path) in printed
+    assert (out / "compliance_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "compliance_curves.pdf").read_bytes()[:5] == b"%PDF-"
+    gifs = list((out / "episodes").glob("*.gif"))
+    assert [g.name for g in gifs] == ["survival__task.gif"]
+    assert gifs[0].read_bytes()[:6] == b"GIF89a"
+    exact = pd.read_csv(out / "exact_reference.csv")
+    assert (exact["status"] == "solved").all() and len(exact) == len(LEVELS) * len(OBJECTIVES)
+    task = exact[(exact["level"] == "survival") & exact["objective"].str.contains('"task"')]
+    assert task["delivered"].item() == 1.0  # the task-optimal robot disables the switch and delivers
+    summary = pd.read_csv(out / "final_summary.csv")
+    assert set(summary["level"]) == {*LEVELS, "all levels"}
+    assert set(summary["variant"]) == {"task", "aup (\u03bb=0.5)", "aup (\u03bb=2)"}
+    assert (summary.query("level != 'all levels'")["seeds"] <= len(SEEDS)).all()
+    assert not (tmp_path / "figs" / "results.csv").exists() and not (sweep / "compliance_curves.png").exists()
+
+
+def test_same_input_same_bytes(small_sweep, tmp_path):
+    args = ["--no-exact", "--no-gif", "--metrics", "compliance", "side_effects"]
+    assert plot.main([str(small_sweep), "--out", str(tmp_path / "a"), *args]) == 0
+    assert plot.main([str(small_sweep), "--out", str(tmp_path / "b"), *args]) == 0
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert sorted(a) == sorted(b) and "compliance_curves.png" in a and "penalty_tradeoff.pdf" in a
+    for name in a:
+        assert a[name] == b[name], name
+
+
+def test_subprocess_cli(small_sweep, tmp_path):
+    out = tmp_path / "sub"
+    proc = subprocess.run([sys.executable, "-m", "experiments.plot", str(small_sweep), "--out", str(out), "--no-exact",
+                           "--no-gif", "--metrics", "delivered"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split()
+    assert str(out / "compliance_curves.png") in lines
+    for line in lines:
+        assert Path(line).stat().st_size > 0
+
+
+def test_csv_without_optional_columns_and_joint_outcomes(tmp_path, capsys):
+    df = synthetic_table(joint=True)
+    df = df[df["objective"] == "task"].drop(columns=["run_id", "agent", "objective.lam", "wall_time", "train_time",
+                                                     "resistance"])
+    df.to_csv(tmp_path / "results.csv", index=False)
+    ctx = plot.make_plots(tmp_path, exact=False, gifs=False, metrics=["compliance", "resistance"])
+    names = {p.name for p in ctx.written}
+    assert {"compliance_curves.png", "outcomes.pdf", "final_summary.csv"} <= names
+    assert "penalty_tradeoff.png" not in names
+    notes = "\n".join(ctx.notes)
+    assert "penalty_tradeoff skipped" in notes and "'resistance' is not in the table" in notes
+    assert "only the marginals" not in notes  # the joint columns are there: outcome classes
+
+
+def test_missing_table_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        plot.main([str(tmp_path)])
+    assert e.value.code == 2
+    assert "no results table" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        plot.main([str(tmp_path / "nowhere")])
+    pd.DataFrame({"level": ["off_switch"], "seed": [0]}).to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(plot.PlotError, match="missing column"):
+        plot.load_results(tmp_path)
+
+
+def test_unknown_metric_is_an_error(sweep, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        plot.main([str(sweep), "--out", str(tmp_path), "--metrics", "complaince", "--no-exact", "--no-gif"])
+    assert e.value.code == 2 and "complaince" in capsys.readouterr().err
+
+
+def test_objective_config_restores_types():
+    row = pd.Series({"objective": "aup", "objective.lam": 0.5, "objective.num": 30.0, "objective.scale_task": "True",
+                     "objective.beta": np.nan})
+    cfg = plot.objective_config(row)
+    assert cfg == {"name": "aup", "lam": 0.5, "num": 30, "scale_task": True}
+    assert isinstance(cfg["num"], int)
+    from agents.objectives import get_objective
+
+    assert get_objective(cfg).num == 30
+
+
+def test_variants_name_the_swept_parameters():
+    df = plot.prepare(synthetic_table())
+    labels = sorted({v.label for v in plot.assign_variants(df)})
+    assert labels == ["aup (\u03bb=0.5)", "aup (\u03bb=2)", "task"]
+    final = plot.final_rows(df)
+    assert len(final) == len(LEVELS) * len(OBJECTIVES) * len(SEEDS) and (final["env_steps"] == 4000).all()
+
+
+def test_exact_reference_skips_with_a_note():
+    ref = plot.ExactReference(max_states=100)
+    assert ref.get("off_switch", {}, {"name": "task"}) is None  # 3,202 states
+    assert ref.get("off_switch", {}, {"name": "aup", "lam": 0.5}) is None  # refused without a second enumeration
+    assert len(ref.notes) == 1 and "max_states" in ref.notes[0]
+    ok = plot.ExactReference()
+    assert ok.get("survival", {}, {"name": "drest"}) is None  # not a shutdown-delay level
+    assert "not solvable" in set(ok.table()["status"]) and "drest" in ok.notes[0]
+    solved = ok.get("survival", {}, {"name": "task"})
+    assert solved["metrics"]["delivered"] == 1.0 and solved is ok.get("survival", {}, {"name": "task"})
+    assert plot.ExactReference(enabled=False).get("survival", {}, {"name": "task"}) is None
