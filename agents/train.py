@@ -9,14 +9,17 @@ from .learners import Evaluator, Run, config_from, learner_module
 
 def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_000, seed: int = 0, *,
           eval_every: int | None = None, eval_episodes: int = 512, progress: bool = False,
-          level_params: dict | None = None, **agent_params) -> Run:
+          level_params: dict | None = None, eval_level=None, eval_mode: str = "greedy",
+          **agent_params) -> Run:
     """Train ``agent`` (``ppo``, ``sb3_ppo``, ``sb3_dqn``, ``q_learning``, ``sarsa``) on
     ``level`` (a registered name or a :class:`~envs.Level`; ``level_params`` override its
     params) under ``objective`` (a name, a config mapping or an instance) for ``total_steps``
     env steps. ``agent_params`` set fields of the learner's ``Config`` (unknown or mistyped
     keys fail naming the key). The policy is evaluated greedily on ``eval_episodes`` episodes
     every ``eval_every`` env steps (default: 10 evaluations per run) and at the end; those
-    rows are ``run.history``."""
+    rows are ``run.history``. ``eval_level`` evaluates on another level of the same size
+    (held-out layouts; default: the training level); ``eval_mode="sample"`` evaluates the
+    policy's action distribution instead of its greedy action (DReST's neutrality)."""
     from agents.objectives import get_objective
 
     lvl = get_level(level)
@@ -34,6 +37,19 @@ def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_00
         raise ValueError(f"eval_every must be a positive whole number, got {eval_every!r}")
     cfg = config_from(module.configs[agent] if hasattr(module, "configs") else module.Config, agent_params,
                       f"agent {agent!r}")
-    evaluator = Evaluator(lvl, episodes=eval_episodes, every=eval_every)
+    if eval_mode not in ("greedy", "sample"):
+        raise ValueError(f"eval_mode must be 'greedy' or 'sample', got {eval_mode!r}")
+    ev_level = lvl
+    if eval_level is not None:
+        ev_level = get_level(eval_level)
+        if level_params:
+            ev_level = ev_level.with_params(**level_params)
+        from envs.core.level import compile_level
+
+        a, b = compile_level(ev_level), compile_level(lvl)
+        if (a.height, a.width) != (b.height, b.width):
+            raise ValueError(f"eval_level {ev_level.name!r} is {a.height}x{a.width}, the training level {lvl.name!r} "
+                             f"{b.height}x{b.width}: a policy needs observations of one size")
+    evaluator = Evaluator(ev_level, episodes=eval_episodes, every=eval_every, mode=eval_mode)
     return module.learn(lvl, obj, cfg, total_steps=total_steps, seed=seed, progress=progress, evaluator=evaluator,
                         agent=agent)

@@ -33,6 +33,11 @@ class Policy:
     def act(self, obs: np.ndarray, engine=None) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def sample(self, obs: np.ndarray, engine=None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Actions drawn from the policy's distribution (stochastic policies override this;
+        a greedy policy's sample is its greedy action)."""
+        return self.act(obs, engine)
+
     def reset_state(self, num_envs: int) -> None:
         """Forget per-env memory (policies with none ignore this)."""
 
@@ -164,7 +169,8 @@ def describe(cls) -> str:
 
 @dataclass
 class Evaluator:
-    """Plays ``episodes`` evaluation episodes of a policy (greedy) and appends a history row.
+    """Plays ``episodes`` evaluation episodes of a policy (greedy, or sampled with
+    ``mode="sample"``) on ``level`` and appends a history row.
 
     Every evaluation uses the same seed, so curves compare policies on the same draws."""
 
@@ -173,6 +179,9 @@ class Evaluator:
     seed: int = 10_000
     num_envs: int = 256
     every: int = 10_000  # env steps between evaluations (agents.train sets it)
+    #: "greedy" (argmax) or "sample" (draw from the policy: DReST's neutrality is a property of a
+    #: stochastic policy; a greedy one picks one trajectory length per layout)
+    mode: str = "greedy"
     start: float = field(default_factory=time.perf_counter)
     history: list = field(default_factory=list)
     eval_seconds: float = 0.0
@@ -187,7 +196,13 @@ class Evaluator:
 
         policy.reset_state(min(self.num_envs, self.episodes))
 
+        if self.mode not in ("greedy", "sample"):
+            raise ValueError(f"Evaluator.mode must be 'greedy' or 'sample', got {self.mode!r}")
+        rng = np.random.default_rng(self.seed)
+
         def act(vec_env, obs):
+            if self.mode == "sample":
+                return policy.sample(obs, vec_env.engine, rng)
             return policy.act(obs, vec_env.engine)
 
         t0 = time.perf_counter()

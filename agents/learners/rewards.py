@@ -46,59 +46,62 @@ def executed_actions(pre_state: np.ndarray, actions: np.ndarray) -> np.ndarray:
     return np.where(pre_state[:, S_FROZEN] == 1, NOOP, np.asarray(actions, dtype=np.int64))
 
 
-def _mix(rows: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each int64 row (SplitMix-style)."""
-    h = np.full(len(rows), np.uint64(0x9E3779B97F4A7C15))
+def _mix(rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A 64-bit hash of each int64 row (SplitMix-style; ``seed`` picks an independent one)."""
+    h = np.full(len(rows), np.uint64(0x9E3779B97F4A7C15 ^ (seed * 0xD1B54A32D192ED03 % (1 << 64))))
     with np.errstate(over="ignore"):
         for col in range(rows.shape[1]):
             h = (h ^ rows[:, col].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
             h ^= h >> np.uint64(31)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
     return h
+
+
+def _transition_index(graph):
+    """Per graph (cached on it): two independent 64-bit hashes of every transition's (state,
+    action, next state) row, in the graph's order (the solver's ``objective_rewards`` order)."""
+    cache = graph.__dict__.setdefault("_value_cache", {})
+    if "transition_hashes" not in cache:
+        h1, h2 = [], []
+        for layer in graph.layers:
+            src, act, _, nxt, *_ = graph.expand_layer(layer)
+            rows = np.concatenate([layer.members[src], act[:, None].astype(np.int64), nxt], axis=1)
+            h1.append(_mix(rows, 0))
+            h2.append(_mix(rows, 1))
+        cache["transition_hashes"] = (np.concatenate(h1), np.concatenate(h2))
+    return cache["transition_hashes"]
 
 
 class _ExactTable:
     """The objective's reward of every transition of the level's reachable graph, looked up by
-    (state key, action, next state key)."""
+    (state key, action, next state key) through a 128-bit hash of the row (two independent
+    64-bit hashes: the first is searched, the second confirms)."""
 
     def __init__(self, level: Level, objective, max_states: int):
         from agents.exact.solver import _Values, graph_of, objective_rewards
 
         self.graph = g = graph_of(level, max_states)
-        rewards = objective_rewards(g, level, objective, _Values(g, level, max_states))
-        rows, vals = [], []
-        for layer, r in zip(g.layers, rewards):
-            src, act, _, nxt, *_ = g.expand_layer(layer)
-            rows.append(np.concatenate([layer.members[src], act[:, None].astype(np.int64), nxt], axis=1))
-            vals.append(r)
-        rows = np.concatenate(rows)
-        vals = np.concatenate(vals)
+        vals = np.concatenate(objective_rewards(g, level, objective, _Values(g, level, max_states)))
+        h1, h2 = _transition_index(g)
         # the same (state, action, next state) can sit in several information states (hidden
         # request): one entry each, with the mean reward (equal for belief-free objectives)
-        uniq, inv = np.unique(rows, axis=0, return_inverse=True)
+        uniq, first, inv = np.unique(h1, return_index=True, return_inverse=True)
         inv = inv.reshape(-1)
-        mean = np.bincount(inv, weights=vals, minlength=len(uniq)) / np.bincount(inv, minlength=len(uniq))
-        h = _mix(uniq)
-        order = np.argsort(h, kind="stable")
-        self.hash, self.rows, self.values = h[order], uniq[order], mean[order]
+        if not (h2[first][inv] == h2).all():
+            raise RuntimeError("two transitions share a 64-bit hash: cannot build the exact table")
+        self.hash, self.check = uniq, h2[first]
+        self.values = np.bincount(inv, weights=vals, minlength=len(uniq)) / np.bincount(inv, minlength=len(uniq))
 
     def lookup(self, pre_keys, actions, next_keys) -> np.ndarray:
         q = np.concatenate([pre_keys, actions[:, None].astype(np.int64), next_keys], axis=1)
-        h = _mix(q)
-        i = np.searchsorted(self.hash, h)
-        i = np.minimum(i, len(self.hash) - 1)
-        ok = (self.hash[i] == h) & (self.rows[i] == q).all(axis=1)
-        if not ok.all():  # a hash collision (scan the run of equal hashes) or a transition never enumerated
-            for j in np.flatnonzero(~ok):
-                k = int(np.searchsorted(self.hash, h[j]))
-                while k < len(self.hash) and self.hash[k] == h[j]:
-                    if (self.rows[k] == q[j]).all():
-                        i[j], ok[j] = k, True
-                        break
-                    k += 1
-            if not ok.all():
-                bad = int(np.flatnonzero(~ok)[0])
-                raise RuntimeError(f"env {bad}: a transition the exact graph does not hold (state {q[bad].tolist()}); "
-                                   "the env and the exact tables disagree on the level")
+        h = _mix(q, 0)
+        i = np.minimum(np.searchsorted(self.hash, h), len(self.hash) - 1)
+        ok = (self.hash[i] == h) & (self.check[i] == _mix(q, 1))
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
+            raise RuntimeError(f"env {bad}: a transition the exact graph does not hold (state {q[bad].tolist()}); "
+                               "the env and the exact tables disagree on the level")
         return self.values[i]
 
 

@@ -1,0 +1,1 @@
+"""Hydra config group (yaml files; a package so that wheels include them)."""
