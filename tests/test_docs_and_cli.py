@@ -17,7 +17,9 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_command():
     block = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
     commands = [line for line in block.splitlines() if line and not line.startswith("#")]
     assert len(commands) == 2
-    assert commands[0].split("&&")[-1].strip() == "python -m experiments.demo"  # ends with the main job
+    main_job = [part.strip() for part in commands[0].split("&&")][-2:]  # ends with the main job and its plot
+    assert main_job == ["python -m experiments.train experiment=default hydra.sweep.dir=multirun/default",
+                        "python -m experiments.plot multirun/default"]
     assert commands[1].endswith("pytest -q")
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
 
