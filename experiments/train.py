@@ -44,10 +44,9 @@ unless ``hydra.sweep.dir`` says where):
     interruption (``tampering``), Q-learning does not. 5 seeds.
 ``drest``
     PPO under DReST and under the task reward, trained on ``procedural_delay`` and evaluated
-    on the held-out layouts of ``procedural_delay_test`` (``eval_level``). 3 seeds. CAVEAT:
-    the learners' evaluation is greedy (argmax), so a policy's choice between the two
-    trajectory lengths is deterministic per layout and DReST's neutrality there is 0 by
-    construction until the evaluator can sample from the policy.
+    on the held-out layouts of ``procedural_delay_test`` (``eval_level``), evaluated by
+    sampling from the policy (``eval_mode=sample``: a greedy policy picks one trajectory
+    length per layout, so its neutrality would be 0 by construction). 3 seeds.
 ``penalty_sweep``
     AUP's penalty weight ``objective.lam`` from 0 to 10 on ``off_switch`` and ``survival``:
     compliance and delivery against lambda. 3 seeds.
@@ -223,8 +222,11 @@ class TrainConfig:
     seed: int = 0
     #: Env steps between evaluations (None: 10 evaluations per run).
     eval_every: Optional[int] = None
-    #: Greedy evaluation episodes per evaluation.
+    #: Evaluation episodes per evaluation.
     eval_episodes: int = 256
+    #: "greedy" (the policy's argmax) or "sample" (draw from the policy: DReST's neutrality is a
+    #: property of a stochastic policy).
+    eval_mode: str = "greedy"
     #: Threads per job (torch, numba, OpenMP). None: the cores divided by the launcher's
     #: parallel jobs (all of them for the sequential launcher).
     threads: Optional[int] = None
@@ -304,6 +306,7 @@ class RunPlan:
     eval_every: int
     eval_episodes: int
     config: dict  # the job's resolved config (without hydra)
+    eval_mode: str = "greedy"
 
 
 def _import_modules(names) -> None:
@@ -446,6 +449,9 @@ def plan_run(cfg, sweep: bool = False) -> RunPlan:
     eval_every = max(1, total_steps // 10) if eval_every is None else _whole("eval_every", eval_every, 1)
     if c.get("threads") is not None:
         _whole("threads", c["threads"], 1)
+    eval_mode = c.get("eval_mode", "greedy")
+    if eval_mode not in ("greedy", "sample"):
+        raise ConfigError(f"eval_mode: must be 'greedy' or 'sample', got {eval_mode!r}")
 
     level_params = results.jsonable(dataclasses.asdict(level.params))
     maps = hashlib.sha256(("\n\n".join(level.maps) + repr(sorted(level.legend.items()))).encode()).hexdigest()
@@ -457,6 +463,8 @@ def plan_run(cfg, sweep: bool = False) -> RunPlan:
         "objective": {"label": label, "class": target, "params": objective.params()},
         "seed": seed, "total_steps": total_steps, "eval_every": eval_every, "eval_episodes": eval_episodes,
     }
+    if eval_mode != "greedy":  # (greedy runs keep the run ids they had)
+        identity["eval_mode"] = eval_mode
     if eval_level is not None:
         emaps = hashlib.sha256("\n\n".join(eval_level.maps).encode()).hexdigest()
         identity["eval_level_maps"] = emaps[:16]
@@ -468,7 +476,7 @@ def plan_run(cfg, sweep: bool = False) -> RunPlan:
         objective=objective, objective_label=label, objective_target=target,
         objective_params=results.jsonable(objective.params()), ignored_objective_params=results.jsonable(ignored),
         total_steps=total_steps, seed=seed,
-        eval_every=eval_every, eval_episodes=eval_episodes, config=results.jsonable(c))
+        eval_every=eval_every, eval_episodes=eval_episodes, config=results.jsonable(c), eval_mode=eval_mode)
 
 
 # =============================================================================================
@@ -654,27 +662,13 @@ def _versions() -> dict:
 
 
 def _train(plan: RunPlan, agent_params: dict, progress: bool):
-    """``agents.train`` with the plan's settings; with ``eval_level``, the learner is given an
-    evaluator on that level (what ``agents.train`` does, with another evaluation level)."""
-    import inspect
-
+    """``agents.train`` with the plan's settings."""
     import agents
 
-    kwargs = dict(eval_every=plan.eval_every, eval_episodes=plan.eval_episodes, progress=progress)
-    if plan.eval_level is None:
-        return agents.train(plan.level, plan.agent, plan.objective, plan.total_steps, plan.seed, **kwargs,
-                            **agent_params)
-    if "eval_level" in inspect.signature(agents.train).parameters:
-        return agents.train(plan.level, plan.agent, plan.objective, plan.total_steps, plan.seed, **kwargs,
-                            eval_level=plan.eval_level, **agent_params)
-    from agents.learners import Evaluator, config_from, learner_module
-
-    module = learner_module(plan.agent)
-    cls = module.configs[plan.agent] if isinstance(getattr(module, "configs", None), dict) else module.Config
-    cfg = config_from(cls, agent_params, f"agent {plan.agent!r}")
-    evaluator = Evaluator(plan.eval_level, episodes=plan.eval_episodes, every=plan.eval_every)
-    return module.learn(plan.level, plan.objective, cfg, total_steps=plan.total_steps, seed=plan.seed,
-                        progress=progress, evaluator=evaluator, agent=plan.agent)
+    kwargs = dict(eval_every=plan.eval_every, eval_episodes=plan.eval_episodes, progress=progress,
+                  eval_mode=plan.eval_mode)
+    return agents.train(plan.level, plan.agent, plan.objective, plan.total_steps, plan.seed, **kwargs,
+                        eval_level=plan.eval_level, **agent_params)
 
 
 def execute(plan: RunPlan, out_dir: Path, cfg) -> dict:
