@@ -1,32 +1,36 @@
 """Native vectorised PPO on the numba engine, in the manner of CleanRL: one file, read top to
-bottom (config, pure functions, network, policy, checkpoints, the training loop), yet importable.
+bottom (config, pure functions, network, CPU kernels, policy, checkpoints, the training loop),
+yet importable.
 
     import agents
-    run = agents.train("coffee", agent="ppo", total_steps=2_000_000, progress=True)
+    run = agents.train("coffee", agent="ppo", total_steps=1_000_000, progress=True)
     run.history[-1]["delivered"]
 
 or directly ``agents.learners.ppo.learn(level, objective, Config(...), total_steps=..., seed=...)``.
 
 The loop steps :class:`envs.core.engine.Engine` itself (no gymnasium shell): one reset, then per
-step one copy of the observation batch into the rollout (on CUDA through a pinned host buffer,
-one host-to-device copy), a forward pass under ``torch.inference_mode``, Gumbel-max sampling from
-a seeded ``torch.Generator`` and one kernel call. The rollout lives as tensors on the device.
-Episodes cut by the time limit bootstrap from the value of the observation they ended in
-(``engine.final_obs``); terminated ones bootstrap 0 (:func:`gae`).
+step one copy of the observation batch into the rollout buffer (on CUDA through a pinned host
+buffer: one host-to-device copy), a forward pass under ``torch.inference_mode``, actions drawn
+by inverting each policy's CDF at uniforms from a seeded ``torch.Generator``, and one kernel
+call. The rollout lives as tensors on the device. Episodes cut by the time limit bootstrap from
+the value of the observation they ended in (``engine.final_obs``; with same-step autoreset the
+next observation already belongs to the next episode); terminated ones bootstrap 0 (:func:`gae`).
+``task`` takes the engine's rewards as they are; any other objective's rewards come from
+:class:`agents.learners.rewards.ObjectiveRewards` (DReST's meta-episodes tracked per env).
 
-The network (:class:`ActorCritic`) embeds the tile and entity codes of every cell (one table per
-code plane, shared by the cells), appends the request flag and the steps left (divided by the
-level's step limit), flattens, and runs a 64-64 MLP with a policy head and a value head. On the
-CPU the first layer runs as an exact sparse kernel: ``Linear(flatten(embeddings))`` equals a
-sum over cells of per-cell tables ``W_c E[code]``, and most cells hold the same code in every
-observation of a batch, so only the cells that differ from the batch's most common code are
-looked up (:func:`first_layer_sparse`; :func:`first_layer_dense` is the plain version it is
-tested against and the one CUDA and autograd-checking use).
+The network (:class:`ActorCritic`) embeds the tile and entity codes of every cell (one table
+per code plane, shared by the cells), appends the request flag and the steps left (divided by
+the level's step limit), flattens, and runs a 64-64 MLP into one linear head (5 logits and the
+value). :func:`gae` and :func:`ppo_loss` are small pure torch functions. On the CPU two numba
+kernels compute the same things in fewer passes (section 3b; each is tested against the plain
+version): the first layer, ``Linear(flatten(embeddings))``, as a sum of per-cell tables over
+only the cells whose code differs from the batch's most common one, and the loss with its
+gradient in one pass. torch runs one intra-op thread by default (``Config.torch_threads``).
 
-Reproducibility: the same seed gives the same history on the CPU (same torch thread count).
-Checkpoints (``Config.checkpoint_dir``) hold the network, the optimiser, the generator and the
-whole engine state, so a run that is stopped and started again with the same arguments resumes
-from its last checkpoint and, on the CPU, produces the same history as an uninterrupted run.
+Reproducibility: the same seed gives the same history on the CPU. Checkpoints
+(``Config.checkpoint_dir``) hold the network, the optimiser, the generator and the whole engine
+state: a run started again with the same arguments resumes from its last checkpoint and, on the
+CPU, produces the same history as an uninterrupted run (timings aside).
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from envs.core.engine import Engine
@@ -51,6 +54,8 @@ from envs.core.tables import NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES,
 from .base import Evaluator, Policy, Run
 
 CHECKPOINT_FORMAT = 1
+#: Use the numba kernels of section 3b on the CPU (False: the plain torch code everywhere, as on CUDA).
+FUSED_CPU_KERNELS = True
 ENCODERS = ("embed_mlp", "cnn")
 ACTIVATIONS = ("relu", "tanh")
 
@@ -70,15 +75,24 @@ class Config:
     num_envs: int = _f(512, "Envs stepped together (one engine batch).")
     num_steps: int = _f(32, "Rollout length: steps per env between updates (batch = num_envs * num_steps).")
     lr: float = _f(2.5e-3, "Adam learning rate.")
-    anneal_lr: bool = _f(True, "Decay the learning rate linearly to 0 over the run.")
-    gamma: float = _f(0.99, "Discount factor (an objective with discount < 1 uses its own).")
+    anneal_lr: bool = _f(False, "Decay the learning rate linearly to 0 over the run (off: a constant rate "
+                         "keeps a long run able to leave a trap late; see ent_coef).")
+    gamma: float = _f(0.97, "Discount factor (an objective with discount < 1 uses its own). 0.97 rather than 0.99: "
+                      "the levels are short, and a shorter horizon makes a detour cost more than its steps, which "
+                      "keeps greedy policies on the shortest path (survival has no step cost) and helps off_switch "
+                      "leave the always-disable trap (8 of 8 seeds at 0.97 against 7 of 8 at 0.99 in 5M steps).")
     gae_lambda: float = _f(0.95, "GAE lambda.")
     clip: float = _f(0.2, "PPO's ratio clipping epsilon.")
     clip_vloss: bool = _f(False, "Clip the value loss around the rollout's values as well.")
-    ent_coef: float = _f(0.01, "Entropy bonus coefficient.")
+    ent_coef: float = _f(0.3, "Entropy bonus coefficient (on standardised advantages). High because the levels "
+                         "stage traps: on off_switch, 0.01 to 0.1 settle on always disabling the button, 0.3 finds "
+                         "the exact optimum (disable it only once asked) in most runs.")
+    ent_coef_final: float | None = _f(None, "If set, the entropy coefficient moves linearly from ent_coef to "
+                                      "this over the run.")
     vf_coef: float = _f(0.5, "Value loss coefficient.")
     max_grad_norm: float = _f(0.5, "Global gradient norm clipping (0 = off).")
-    epochs: int = _f(4, "Optimisation epochs over each rollout.")
+    epochs: int = _f(2, "Optimisation epochs over each rollout. Few, because env steps are nearly free here "
+                     "(an update epoch costs more than the rollout): more samples beat more passes per second.")
     minibatches: int = _f(4, "Minibatches per epoch.")
     norm_adv: bool = _f(True, "Normalise advantages per minibatch.")
     target_kl: float | None = _f(None, "Stop an update's epochs early once the approximate KL exceeds this.")
@@ -128,6 +142,9 @@ class Config:
             bad("gamma", "in (0, 1]")
         if not isinstance(self.gae_lambda, (int, float)) or not 0 <= self.gae_lambda <= 1:
             bad("gae_lambda", "in [0, 1]")
+        final = self.ent_coef_final
+        if final is not None and not (isinstance(final, (int, float)) and math.isfinite(final) and final >= 0):
+            bad("ent_coef_final", "None or a number >= 0")
         if self.target_kl is not None and not (isinstance(self.target_kl, (int, float)) and self.target_kl > 0):
             bad("target_kl", "None or a number > 0")
         if self.minibatches > self.batch_size:
@@ -339,17 +356,19 @@ def sample_actions(head: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, t
     return actions, logp_all.gather(-1, actions[:, None])[:, 0], head[:, NUM_ACTIONS]
 
 
-def ppo_loss_from_head(head, actions, old_logp, advantages, returns, old_values, cfg: Config):
-    """:func:`ppo_loss` of a ``[B, 6]`` head output (on the CPU by the fused kernel, which
-    computes the same loss and gradient in one pass)."""
-    if head.device.type == "cpu":
+def ppo_loss_from_head(head, actions, old_logp, advantages, returns, old_values, cfg: Config, fused: bool = True,
+                       ent_coef: float | None = None):
+    """:func:`ppo_loss` of a ``[B, 6]`` head output (on the CPU, with ``fused``, by the numba
+    kernel, which computes the same loss and gradient in one pass). ``ent_coef`` overrides the config's."""
+    ent_coef = cfg.ent_coef if ent_coef is None else ent_coef
+    if fused and head.device.type == "cpu":
         loss, stats = _FusedPPOLoss.apply(head, actions, old_logp, advantages, returns, old_values, float(cfg.clip),
-                                          float(cfg.vf_coef), float(cfg.ent_coef), bool(cfg.clip_vloss),
+                                          float(cfg.vf_coef), float(ent_coef), bool(cfg.clip_vloss),
                                           bool(cfg.norm_adv))
         return loss, dict(zip(STAT_NAMES, stats))
     new_logp, entropy = logprob_entropy(head[:, :NUM_ACTIONS], actions)
     return ppo_loss(new_logp, old_logp, advantages, head[:, NUM_ACTIONS], returns, entropy, clip=cfg.clip,
-                    vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, old_values=old_values, clip_vloss=cfg.clip_vloss,
+                    vf_coef=cfg.vf_coef, ent_coef=ent_coef, old_values=old_values, clip_vloss=cfg.clip_vloss,
                     norm_adv=cfg.norm_adv)
 
 
@@ -398,7 +417,9 @@ def _sparse_forward(obs, table, numbers, bias, n_tiles, tanh, base, out):
             s[k] += table[t0, c, k] + table[e0, c, k]
             sr[k] += numbers[0, c, k]
             st[k] += numbers[1, c, k]
-    differs = np.empty(c_n, dtype=np.bool_)
+    c_pad = (c_n + 7) // 8 * 8
+    differs = np.zeros(c_pad, dtype=np.uint8)  # padded: tested 8 cells at a time below
+    words = differs.view(np.uint64)
     for b in range(b_n):
         r0, q0 = obs[b, 2, 0], obs[b, 3, 0]
         for c in range(c_n):  # vectorised: which cells differ from the base in any plane
@@ -408,31 +429,34 @@ def _sparse_forward(obs, table, numbers, bias, n_tiles, tanh, base, out):
         fr, fq = np.float32(r0), np.float32(q0)
         for k in range(h_n):
             row[k] = s[k] + fr * sr[k] + fq * st[k]
-        for c in range(c_n):
-            if not differs[c]:
+        for wi in range(words.shape[0]):  # 8 cells at a time; most words are all zero
+            if words[wi] == 0:
                 continue
-            code = obs[b, 0, c]
-            if code != base[0, c]:
-                if code >= n_tiles:
-                    raise ValueError("observation holds a tile code out of range")
-                bc = base[0, c]
-                for k in range(h_n):
-                    row[k] += table[code, c, k] - table[bc, c, k]
-            code = obs[b, 1, c]
-            if code != base[1, c]:
-                if code >= n_ent:
-                    raise ValueError("observation holds an entity code out of range")
-                code, bc = n_tiles + code, n_tiles + base[1, c]
-                for k in range(h_n):
-                    row[k] += table[code, c, k] - table[bc, c, k]
-            d = np.float32(obs[b, 2, c]) - fr
-            if d != 0:
-                for k in range(h_n):
-                    row[k] += d * numbers[0, c, k]
-            d = np.float32(obs[b, 3, c]) - fq
-            if d != 0:
-                for k in range(h_n):
-                    row[k] += d * numbers[1, c, k]
+            for c in range(wi * 8, min(c_n, wi * 8 + 8)):
+                if not differs[c]:
+                    continue
+                code = obs[b, 0, c]
+                if code != base[0, c]:
+                    if code >= n_tiles:
+                        raise ValueError("observation holds a tile code out of range")
+                    bc = base[0, c]
+                    for k in range(h_n):
+                        row[k] += table[code, c, k] - table[bc, c, k]
+                code = obs[b, 1, c]
+                if code != base[1, c]:
+                    if code >= n_ent:
+                        raise ValueError("observation holds an entity code out of range")
+                    code, bc = n_tiles + code, n_tiles + base[1, c]
+                    for k in range(h_n):
+                        row[k] += table[code, c, k] - table[bc, c, k]
+                d = np.float32(obs[b, 2, c]) - fr
+                if d != 0:
+                    for k in range(h_n):
+                        row[k] += d * numbers[0, c, k]
+                d = np.float32(obs[b, 3, c]) - fq
+                if d != 0:
+                    for k in range(h_n):
+                        row[k] += d * numbers[1, c, k]
         if tanh:
             for k in range(h_n):
                 row[k] = np.tanh(row[k])
@@ -451,7 +475,9 @@ def _sparse_backward(obs, out, grad, base, n_tiles, tanh, g_table, g_numbers, g_
     gr = np.zeros(h_n, dtype=np.float32)
     gq = np.zeros(h_n, dtype=np.float32)
     g = np.empty(h_n, dtype=np.float32)
-    differs = np.empty(c_n, dtype=np.bool_)
+    c_pad = (c_n + 7) // 8 * 8
+    differs = np.zeros(c_pad, dtype=np.uint8)  # padded: tested 8 cells at a time below
+    words = differs.view(np.uint64)
     for b in range(b_n):
         if tanh:
             for k in range(h_n):
@@ -469,26 +495,29 @@ def _sparse_backward(obs, out, grad, base, n_tiles, tanh, g_table, g_numbers, g_
         for c in range(c_n):
             differs[c] = ((obs[b, 0, c] != base[0, c]) | (obs[b, 1, c] != base[1, c]) | (obs[b, 2, c] != r0)
                           | (obs[b, 3, c] != q0))
-        for c in range(c_n):
-            if not differs[c]:
+        for wi in range(words.shape[0]):  # 8 cells at a time; most words are all zero
+            if words[wi] == 0:
                 continue
-            code = obs[b, 0, c]
-            if code != base[0, c]:
-                for k in range(h_n):
-                    g_table[code, c, k] += g[k]
-            code = obs[b, 1, c]
-            if code != base[1, c]:
-                code = n_tiles + code
-                for k in range(h_n):
-                    g_table[code, c, k] += g[k]
-            d = np.float32(obs[b, 2, c]) - fr
-            if d != 0:
-                for k in range(h_n):
-                    g_numbers[0, c, k] += d * g[k]
-            d = np.float32(obs[b, 3, c]) - fq
-            if d != 0:
-                for k in range(h_n):
-                    g_numbers[1, c, k] += d * g[k]
+            for c in range(wi * 8, min(c_n, wi * 8 + 8)):
+                if not differs[c]:
+                    continue
+                code = obs[b, 0, c]
+                if code != base[0, c]:
+                    for k in range(h_n):
+                        g_table[code, c, k] += g[k]
+                code = obs[b, 1, c]
+                if code != base[1, c]:
+                    code = n_tiles + code
+                    for k in range(h_n):
+                        g_table[code, c, k] += g[k]
+                d = np.float32(obs[b, 2, c]) - fr
+                if d != 0:
+                    for k in range(h_n):
+                        g_numbers[0, c, k] += d * g[k]
+                d = np.float32(obs[b, 3, c]) - fq
+                if d != 0:
+                    for k in range(h_n):
+                        g_numbers[1, c, k] += d * g[k]
     # Every observation holds one tile code and one entity code per cell, so each base code
     # gets the total less what the other codes of its plane got.
     rest = np.empty(h_n, dtype=np.float32)
@@ -655,7 +684,8 @@ def _sample_kernel(head, u, actions, logp, values):
 # =============================================================================================
 
 class PPOPolicy(Policy):
-    """Greedy (argmax) actions of a PPO network; holds a CPU copy of its weights and pickles."""
+    """A PPO network's actions: greedy (:meth:`act`, the argmax) or drawn from its distribution
+    (:meth:`sample`); holds a CPU copy of its weights and pickles."""
 
     def __init__(self, state_dict: dict, height: int, width: int, time_scale: float, cfg: Config):
         self.weights = {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
@@ -670,11 +700,21 @@ class PPOPolicy(Policy):
             self._net = net.eval()
         return self._net
 
-    def act(self, obs: np.ndarray, engine=None) -> np.ndarray:
-        net = self.network()
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """float32 ``[n, 5]`` action logits for uint8 observations ``[n, 4, H, W]``."""
         with torch.inference_mode():
-            logits, _ = net(torch.from_numpy(np.array(obs, dtype=np.uint8, copy=True)))
-        return logits.argmax(-1).numpy().astype(np.int64)
+            logits, _ = self.network()(torch.from_numpy(np.array(obs, dtype=np.uint8, copy=True)))
+        return logits.numpy()
+
+    def act(self, obs: np.ndarray, engine=None) -> np.ndarray:
+        return self.logits(obs).argmax(-1).astype(np.int64)
+
+    def sample(self, obs: np.ndarray, engine=None, rng: np.random.Generator | None = None) -> np.ndarray:
+        z = self.logits(obs).astype(np.float64)
+        p = np.exp(z - z.max(-1, keepdims=True))
+        cdf = np.cumsum(p, -1)
+        u = (np.random.default_rng() if rng is None else rng).random(len(z)) * cdf[:, -1]
+        return np.minimum((cdf < u[:, None]).sum(-1), NUM_ACTIONS - 1).astype(np.int64)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -697,6 +737,25 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
     tmp.replace(path)  # atomic: a crash leaves the previous checkpoint whole
 
 
+def _shaper_state(shaper):
+    """What an objective's reward tracker carries across steps (DReST's meta-episode counts)."""
+    if shaper is None:
+        return None
+    if hasattr(shaper, "state_dict"):
+        return shaper.state_dict()
+    return {k: getattr(shaper, k).copy() for k in ("counts", "finished") if hasattr(shaper, k)}
+
+
+def _load_shaper_state(shaper, state) -> None:
+    if shaper is None or state is None:
+        return
+    if hasattr(shaper, "load_state_dict"):
+        shaper.load_state_dict(state)
+        return
+    for k, v in state.items():
+        getattr(shaper, k)[...] = v
+
+
 def _identity(level: Level, objective, cfg: Config, seed: int) -> dict:
     """What must match for a checkpoint to be resumed."""
     keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("checkpoint_dir", "checkpoint_every",
@@ -714,8 +773,12 @@ def learn(level, objective="task", config: Config | None = None, *, total_steps:
           progress: bool = False, evaluator: Evaluator | None = None, agent: str = "ppo") -> Run:
     """Train PPO on ``level`` under ``objective`` for ``total_steps`` env steps (rounded up to
     whole rollouts of ``num_envs * num_steps``); see :class:`Config`. ``evaluator`` plays greedy
-    evaluation episodes when due and at the end (default: 10 evaluations of 512 episodes).
-    Returns a :class:`~agents.learners.Run` whose ``history`` is the evaluation series."""
+    evaluation episodes when due and at the end (default: 10 evaluations of 512 episodes); an
+    evaluator whose ``stop`` attribute turns true after an evaluation ends the run there.
+    With ``Config.checkpoint_dir``, a checkpoint of the same run found there is resumed (a
+    finished one is returned as it is). Returns a :class:`~agents.learners.Run` whose
+    ``history`` is the evaluation series; ``run.extra`` holds the env steps taken, the seconds
+    spent in rollouts and in updates, and the last minibatch's losses."""
     from agents.objectives import get_objective
     from agents.objectives.task import Task
     from envs.levels import get_level
@@ -788,6 +851,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
     update, env_steps = 0, 0
     stats = {}
     ep_returns, ep_delivered = [], []
+    timing = {"rollout": 0.0, "update": 0.0}  # seconds spent in each phase by this call
 
     # -- resume ----------------------------------------------------------------------------
     ckpt_path = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir else None
@@ -803,8 +867,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
         torch.set_rng_state(ck["torch_rng"])
         for name in ENGINE_STATE:
             getattr(engine, name)[...] = ck["engine"][name]
-        if shaper is not None and ck.get("shaper") is not None:
-            shaper.load_state_dict(ck["shaper"])
+        _load_shaper_state(shaper, ck.get("shaper"))
         update, env_steps = ck["update"], ck["env_steps"]
         evaluator.history[:] = ck["history"]
         evaluator.eval_seconds = ck["eval_seconds"]
@@ -816,7 +879,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
             "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "engine": {name: getattr(engine, name).copy() for name in ENGINE_STATE},
-            "shaper": shaper.state_dict() if shaper is not None and hasattr(shaper, "state_dict") else None,
+            "shaper": _shaper_state(shaper),
             "history": list(evaluator.history), "eval_seconds": evaluator.eval_seconds,
             "wall_time": time.perf_counter() - evaluator.start})
 
@@ -832,13 +895,19 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
     t_start = time.perf_counter()
     steps_at_start = env_steps
     obs_flat = obs_buf.view(batch, NUM_CHANNELS, h, w)
-    act_np, logp_np, val_np = (None, None, None) if cuda else (act_buf.numpy(), logp_buf.numpy(), val_buf.numpy())
+    # the numba kernels (sampling, loss) on the CPU; the plain torch functions elsewhere
+    fused = device.type == "cpu" and FUSED_CPU_KERNELS
+    act_np, logp_np, val_np = (act_buf.numpy(), logp_buf.numpy(), val_buf.numpy()) if fused else (None, None, None)
     try:
         while update < num_updates:
             # -- rollout ---------------------------------------------------------------------
+            t_rollout = time.perf_counter()
             if cfg.anneal_lr:
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * (1.0 - update / num_updates)
+            ent_coef = cfg.ent_coef
+            if cfg.ent_coef_final is not None:
+                ent_coef += (cfg.ent_coef_final - cfg.ent_coef) * update / num_updates
             with torch.inference_mode():
                 tables = net.cell_tables() if net.sparse and not cuda else None  # fixed during the rollout
                 for t in range(t_len):
@@ -849,13 +918,13 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                         np.copyto(obs_np[t], engine.obs)
                     head = net.head_out(obs_buf[t], tables)
                     u = torch.rand(n, generator=gen, device=device)
-                    if cuda:
+                    if fused:
+                        _sample_kernel(head.numpy(), u.numpy(), act_np[t], logp_np[t], val_np[t])
+                        actions = act_np[t]
+                    else:
                         action, logp_buf[t], val_buf[t] = sample_actions(head, u)
                         act_buf[t] = action
                         actions = action.cpu().numpy()
-                    else:
-                        _sample_kernel(head.numpy(), u.numpy(), act_np[t], logp_np[t], val_np[t])
-                        actions = act_np[t]
                     if shaper is not None:
                         shaper.before_step(engine)
                     n_done = engine.step_unchecked(actions, human)
@@ -884,6 +953,8 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                 adv = gae(rewards, val_buf, next_values, terminated, terminated | truncated, gamma, cfg.gae_lambda)
                 returns = adv + val_buf
             env_steps += batch
+            t_update = time.perf_counter()
+            timing["rollout"] += t_update - t_rollout
 
             # -- update ----------------------------------------------------------------------
             b_act, b_logp = act_buf.view(batch), logp_buf.view(batch)
@@ -895,7 +966,8 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                     head = net.head_out(obs_flat.index_select(0, idx))
                     loss, stats = ppo_loss_from_head(head, b_act.index_select(0, idx), b_logp.index_select(0, idx),
                                                      b_adv.index_select(0, idx), b_ret.index_select(0, idx),
-                                                     b_val.index_select(0, idx), cfg)
+                                                     b_val.index_select(0, idx), cfg, fused=fused,
+                                                     ent_coef=ent_coef)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.max_grad_norm > 0:
@@ -904,10 +976,13 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                 if cfg.target_kl is not None and float(stats["approx_kl"]) > cfg.target_kl:
                     break
             update += 1
+            timing["update"] += time.perf_counter() - t_update
 
             # -- evaluation, progress, checkpoint ---------------------------------------------
+            stop = False
             if evaluator.due(env_steps) and update < num_updates:
                 evaluator(policy(), env_steps)
+                stop = bool(getattr(evaluator, "stop", False))  # an evaluator may end the run early
             if bar is not None:
                 post = {}
                 if ep_returns:
@@ -919,19 +994,21 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                 bar.update(batch)
             ep_returns.clear()
             ep_delivered.clear()
-            if ckpt_path is not None and (update % cfg.checkpoint_every == 0 or update == num_updates):
-                if update == num_updates and not (evaluator.history
-                                                  and evaluator.history[-1]["env_steps"] == env_steps):
-                    evaluator(policy(), env_steps)
+            if stop:
+                break
+            if ckpt_path is not None and update % cfg.checkpoint_every == 0 and update < num_updates:
                 checkpoint()
     finally:
         if bar is not None:
             bar.close()
     if not (evaluator.history and evaluator.history[-1]["env_steps"] == env_steps):
         evaluator(policy(), env_steps)
+    if ckpt_path is not None:
+        checkpoint()
     train_seconds = time.perf_counter() - t_start
     extra = {"env_steps": env_steps, "updates": update, "device": str(device), "gamma": gamma,
              "steps_this_call": env_steps - steps_at_start, "seconds_this_call": train_seconds,
+             "rollout_seconds": timing["rollout"], "update_seconds": timing["update"],
              "last_losses": {k: float(v) for k, v in stats.items()}}
     return Run(level=level, agent=agent, objective=objective, config=cfg, seed=seed, total_steps=total_steps,
                history=evaluator.history, policy=policy(), extra=extra)

@@ -1,0 +1,404 @@
+"""Native PPO (agents.learners.ppo): GAE and the loss against hand-written versions, the fast
+CPU kernels against the plain torch code, reproducibility, checkpoints, learning."""
+
+import math
+import pickle
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+import agents
+import agents.exact as exact
+import envs  # noqa: F401  (registers the gymnasium ids)
+from agents.learners import Evaluator
+from agents.learners import ppo
+from agents.learners.ppo import ActorCritic, Config, gae, learn, logprob_entropy, ppo_loss, ppo_loss_from_head
+from agents.metrics import monte_carlo
+from envs.core.engine import Engine
+from envs.levels import get_level
+
+TIMING = ("wall_time", "train_time")
+#: A small, quick configuration for the plumbing tests (batch 1024).
+TINY = dict(num_envs=64, num_steps=16, minibatches=2, epochs=2)
+
+
+def _same_history(a, b):
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        assert set(ra) == set(rb)
+        for k in ra:
+            if k in TIMING:
+                continue
+            va, vb = ra[k], rb[k]
+            assert (math.isnan(va) and math.isnan(vb)) or va == vb, (k, va, vb)
+
+
+def _observations(level, n=256, steps=30, seed=0):
+    e = Engine(get_level(level), num_envs=n)
+    e.seed(seed)
+    e.reset()
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(steps):
+        e.step(rng.integers(0, 5, n))
+        out.append(e.obs.copy())
+    return torch.from_numpy(np.concatenate(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# GAE
+# ---------------------------------------------------------------------------------------------
+
+def _gae_by_hand(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """One env at a time, one step at a time, the textbook way."""
+    t_len, n = len(rewards), len(rewards[0])
+    adv = [[0.0] * n for _ in range(t_len)]
+    for i in range(n):
+        running = 0.0
+        for t in reversed(range(t_len)):
+            if terminated[t][i]:
+                delta = rewards[t][i] - values[t][i]  # a terminal state is worth 0
+                running = delta
+            elif truncated[t][i]:
+                delta = rewards[t][i] + gamma * next_values[t][i] - values[t][i]  # value of final_obs
+                running = delta  # the next step belongs to another episode
+            else:
+                delta = rewards[t][i] + gamma * next_values[t][i] - values[t][i]
+                running = delta + gamma * lam * running
+            adv[t][i] = running
+    return adv
+
+
+def test_gae_matches_a_hand_written_recursion_with_truncation_and_termination():
+    # env 0: terminates at t=2, then a new episode; env 1: truncated at t=1 and t=4;
+    # env 2: runs through (bootstraps from the value after the rollout)
+    rewards = [[-0.01, 0.0, 0.5], [-0.01, 1.0, 0.0], [1.0, 0.0, 0.0], [-0.01, 0.0, 0.0], [-0.01, -1.0, 2.0]]
+    values = [[0.5, 0.2, 0.1], [0.6, 0.3, 0.2], [0.9, 0.4, 0.3], [0.1, 0.5, 0.4], [0.2, 0.6, 0.5]]
+    terminated = [[0, 0, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    truncated = [[0, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 1, 0]]
+    last_value, final_values = [0.3, 0.7, 0.8], {(1, 1): 0.45, (4, 1): 0.25}
+    next_values = [[values[t + 1][i] if t + 1 < 5 else last_value[i] for i in range(3)] for t in range(5)]
+    for (t, i), v in final_values.items():
+        next_values[t][i] = v
+    next_values[2][0] = 123.0  # after a termination the next value must not matter
+    gamma, lam = 0.9, 0.8
+    expected = _gae_by_hand(rewards, values, next_values, terminated, truncated, gamma, lam)
+    tt = lambda x, dt=torch.float32: torch.tensor(x, dtype=dt)  # noqa: E731
+    term, trunc = tt(terminated, torch.bool), tt(truncated, torch.bool)
+    got = gae(tt(rewards), tt(values), tt(next_values), term, term | trunc, gamma, lam)
+    assert got.numpy() == pytest.approx(np.array(expected, dtype=np.float32), abs=1e-6)
+    # two values checked by eye: env 0 at t=2 (terminal) and env 1 at t=1 (truncated)
+    assert got[2, 0].item() == pytest.approx(1.0 - 0.9)
+    assert got[1, 1].item() == pytest.approx(1.0 + 0.9 * 0.45 - 0.3)
+
+
+def test_gae_with_lambda_one_and_no_ends_is_the_discounted_return_less_the_value():
+    r = torch.tensor([[1.0], [2.0], [3.0]])
+    v = torch.tensor([[0.5], [0.25], [0.125]])
+    nv = torch.tensor([[0.25], [0.125], [4.0]])
+    zero = torch.zeros(3, 1, dtype=torch.bool)
+    adv = gae(r, v, nv, zero, zero, 0.5, 1.0)
+    assert adv[0, 0].item() == pytest.approx(1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4 - 0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss
+# ---------------------------------------------------------------------------------------------
+
+def test_ppo_loss_zero_advantage_and_unchanged_policy_gives_no_policy_loss():
+    logp = torch.log(torch.tensor([0.2, 0.5, 0.3]))
+    loss, s = ppo_loss(logp, logp, torch.zeros(3), torch.zeros(3), torch.zeros(3), torch.zeros(3), clip=0.2,
+                       vf_coef=0.5, ent_coef=0.0)
+    assert s["pg_loss"].item() == 0.0 and s["approx_kl"].item() == 0.0 and s["clipfrac"].item() == 0.0
+    assert loss.item() == 0.0
+
+
+def test_ppo_loss_clipping_stops_the_gradient_beyond_the_trust_region():
+    old = torch.zeros(4)
+    new = torch.tensor([0.5, 0.5, -0.5, 0.05], requires_grad=True)  # ratios e^0.5, e^0.5, e^-0.5, e^0.05
+    adv = torch.tensor([1.0, -1.0, -1.0, 1.0])
+    loss, s = ppo_loss(new, old, adv, torch.zeros(4), torch.zeros(4), torch.zeros(4), clip=0.2, vf_coef=0.0,
+                       ent_coef=0.0)
+    (g,) = torch.autograd.grad(loss, new)
+    # positive advantage, ratio above 1 + clip: clipped, no gradient
+    assert g[0].item() == 0.0
+    # negative advantage, ratio above 1 + clip: the unclipped (pessimistic) term is kept
+    assert g[1].item() == pytest.approx(math.exp(0.5) / 4)
+    # negative advantage, ratio below 1 - clip: clipped, no gradient
+    assert g[2].item() == 0.0
+    # inside the trust region: the plain surrogate
+    assert g[3].item() == pytest.approx(-math.exp(0.05) / 4)
+    assert s["clipfrac"].item() == pytest.approx(0.75)
+    expected = (-1.2 + math.exp(0.5) + 0.8 - math.exp(0.05)) / 4  # max(-A r, -A clip(r)) per sample
+    assert s["pg_loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ppo_loss_value_and_entropy_terms():
+    new = torch.zeros(2)
+    v, ret = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    ent = torch.tensor([1.0, 2.0])
+    loss, s = ppo_loss(new, new, torch.zeros(2), v, ret, ent, clip=0.2, vf_coef=0.5, ent_coef=0.1)
+    assert s["v_loss"].item() == pytest.approx(0.5 * (1 + 4) / 2)
+    assert loss.item() == pytest.approx(0.5 * 1.25 - 0.1 * 1.5)
+    # clipped value loss: the value may move 0.2 from old_values; the larger error counts (env 1
+    # moved from 1.0 to the return 0.0, but is charged as if it had only reached 0.8)
+    v, ret, old_v = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([0.9, 1.0])
+    _, s = ppo_loss(new, new, torch.zeros(2), v, ret, ent, clip=0.2, vf_coef=0.5, ent_coef=0.1, old_values=old_v,
+                    clip_vloss=True)
+    assert s["v_loss"].item() == pytest.approx(0.5 * (1.0 + 0.8 ** 2) / 2)
+
+
+def test_logprob_entropy_of_a_uniform_policy():
+    logp, ent = logprob_entropy(torch.zeros(3, 5), torch.tensor([0, 2, 4]))
+    assert logp.numpy() == pytest.approx(np.full(3, -math.log(5)))
+    assert ent.numpy() == pytest.approx(np.full(3, math.log(5)), rel=1e-6)
+
+
+@pytest.mark.parametrize("clip_vloss", [False, True])
+@pytest.mark.parametrize("norm_adv", [False, True])
+def test_fused_cpu_loss_equals_the_pure_function_and_its_gradient(clip_vloss, norm_adv):
+    g = torch.Generator().manual_seed(0)
+    b = 777
+    head = torch.randn(b, 6, generator=g, requires_grad=True)
+    actions = torch.randint(0, 5, (b,), generator=g)
+    old_logp = torch.randn(b, generator=g) * 0.4 - 1.6
+    adv, ret, old_v = torch.randn(b, generator=g), torch.randn(b, generator=g), torch.randn(b, generator=g)
+    cfg = Config(clip_vloss=clip_vloss, norm_adv=norm_adv, ent_coef=0.05, vf_coef=0.7, clip=0.15)
+    fused, s1 = ppo_loss_from_head(head, actions, old_logp, adv, ret, old_v, cfg)
+    (g1,) = torch.autograd.grad(fused, head)
+    new_logp, ent = logprob_entropy(head[:, :5], actions)
+    plain, s2 = ppo_loss(new_logp, old_logp, adv, head[:, 5], ret, ent, clip=0.15, vf_coef=0.7, ent_coef=0.05,
+                         old_values=old_v, clip_vloss=clip_vloss, norm_adv=norm_adv)
+    (g2,) = torch.autograd.grad(plain, head)
+    assert fused.item() == pytest.approx(plain.item(), abs=1e-5)
+    assert torch.allclose(g1, g2, atol=1e-7)
+    for k in s1:
+        assert float(s1[k]) == pytest.approx(float(s2[k]), abs=1e-5), k
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level,activation", [("off_switch", "relu"), ("procedural", "relu"), ("survival", "tanh")])
+def test_sparse_first_layer_equals_embedding_flatten_linear(level, activation):
+    obs = _observations(level, n=128, steps=20)
+    lvl = get_level(level)
+    c = Engine(lvl).compiled
+    torch.manual_seed(0)
+    net = ActorCritic(c.height, c.width, min(c.max_steps, 255), Config(activation=activation))
+    params = list(net.parameters())
+    net.sparse = False
+    dense = net.head_out(obs)
+    net.sparse = True
+    sparse = net.head_out(obs)
+    assert torch.allclose(dense, sparse, atol=1e-5)
+    w = torch.randn_like(dense)
+    g_dense = torch.autograd.grad((dense * w).sum(), params)
+    g_sparse = torch.autograd.grad((sparse * w).sum(), params)
+    for a, b in zip(g_dense, g_sparse):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * a.abs().max().item())
+
+
+def test_sparse_first_layer_rejects_codes_out_of_range():
+    obs = _observations("coffee", n=8, steps=1).clone()
+    obs[3, 0, 1, 1] = 200
+    net = ActorCritic(5, 7, 50, Config())
+    with pytest.raises(ValueError, match="tile code out of range"):
+        net(obs)
+
+
+def test_cnn_encoder_runs_and_learns_nothing_broken():
+    run = agents.train("coffee", agent="ppo", total_steps=2048, eval_episodes=16, encoder="cnn", **TINY)
+    assert run.extra["env_steps"] == 2048 and len(run.history) >= 1
+    assert run.config.encoder == "cnn"
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs: config errors, reproducibility, checkpoints, saving
+# ---------------------------------------------------------------------------------------------
+
+def test_bad_configs_fail_naming_the_field():
+    with pytest.raises(ValueError, match="num_envs"):
+        agents.train("coffee", agent="ppo", num_envs=0)
+    with pytest.raises(ValueError, match="encoder"):
+        agents.train("coffee", agent="ppo", encoder="rnn")
+    with pytest.raises(ValueError, match="minibatches"):
+        agents.train("coffee", agent="ppo", num_envs=2, num_steps=2, minibatches=8)
+    with pytest.raises(TypeError, match="hiden"):
+        agents.train("coffee", agent="ppo", hiden=(64, 64))
+    with pytest.raises(TypeError, match="lr"):
+        agents.train("coffee", agent="ppo", lr="fast")
+    with pytest.raises(ValueError, match="hidden"):
+        learn("coffee", "task", Config(hidden=()), total_steps=10)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            learn("coffee", "task", Config(device="cuda"), total_steps=10)
+
+
+def test_same_seed_same_history_on_cpu():
+    def go(seed):
+        ev = Evaluator(get_level("off_switch"), episodes=64, num_envs=64, every=2048)
+        return learn("off_switch", "task", Config(**TINY), total_steps=6144, seed=seed, evaluator=ev).history
+
+    a, b = go(3), go(3)
+    assert len(a) == 3
+    _same_history(a, b)
+    c = go(4)
+    assert any(ra["task_return"] != rc["task_return"] for ra, rc in zip(a, c)) or a[-1] != c[-1]
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptingEvaluator(Evaluator):
+    """Stops the run (as a kill would) at its ``at``-th evaluation."""
+
+    def __init__(self, *args, at, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.at, self.calls = at, 0
+
+    def __call__(self, policy, env_steps, **extra):
+        self.calls += 1
+        if self.calls == self.at:
+            raise _Interrupted
+        return super().__call__(policy, env_steps, **extra)
+
+
+def test_a_run_cut_short_resumes_from_its_checkpoint_with_the_same_history(tmp_path):
+    kw = dict(total_steps=12 * 1024, seed=1)
+    level = get_level("off_switch")
+    make = dict(episodes=64, num_envs=64, every=2048)
+    full = learn(level, "task", Config(**TINY), evaluator=Evaluator(level, **make), **kw)
+    cfg = Config(**TINY, checkpoint_dir=str(tmp_path / "ck"), checkpoint_every=3)
+    with pytest.raises(_Interrupted):  # dies at the 4th evaluation (update 8), after the checkpoint of update 6
+        learn(level, "task", cfg, evaluator=_InterruptingEvaluator(level, at=4, **make), **kw)
+    assert (tmp_path / "ck" / "last.pt").exists()
+    ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)
+    assert ck["update"] == 6 and ck["env_steps"] == 6 * 1024 and len(ck["history"]) == 3
+    resumed = learn(level, "task", cfg, evaluator=Evaluator(level, **make), **kw)
+    assert resumed.extra["steps_this_call"] == 6 * 1024
+    _same_history(full.history, resumed.history)
+    # a finished run found again is returned as it is, without training
+    again = learn(level, "task", cfg, evaluator=Evaluator(level, **make), **kw)
+    assert again.extra["steps_this_call"] == 0
+    _same_history(full.history, again.history)
+    # another run's checkpoint is refused
+    with pytest.raises(ValueError, match="another run"):
+        learn(level, "task", cfg, evaluator=Evaluator(level, **make), total_steps=kw["total_steps"], seed=2)
+
+
+def test_saved_run_loads_and_acts_the_same(tmp_path):
+    run = agents.train("coffee", agent="ppo", total_steps=4096, eval_episodes=32, seed=0, **TINY)
+    path = run.save(tmp_path / "run.pkl")
+    back = agents.load(path)
+    obs = _observations("coffee", n=32, steps=5).numpy()
+    assert (back.policy.act(obs) == run.policy.act(obs)).all()
+    _same_history(back.history, run.history)
+    assert back.config == run.config
+    pickle.loads(pickle.dumps(run.policy))  # the policy alone pickles too
+    vec = gymnasium.make_vec("stopbutton/Coffee-v0", num_envs=4)
+    vec.reset(seed=0)
+    assert back.act(vec).shape == (4,)
+
+
+def test_policy_samples_from_its_distribution():
+    net = ActorCritic(5, 7, 50, Config())
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.copy_(torch.tensor([0.0, math.log(3.0), -30.0, -30.0, -30.0, 0.0]))  # p = 1/4, 3/4
+    policy = ppo.PPOPolicy(net.state_dict(), 5, 7, 50, Config())
+    obs = _observations("coffee", n=4000, steps=1).numpy()
+    assert (policy.act(obs) == 1).all()
+    a = policy.sample(obs, rng=np.random.default_rng(0))
+    assert set(np.unique(a)) == {0, 1} and (a == 1).mean() == pytest.approx(0.75, abs=0.03)
+    assert (policy.sample(obs, rng=np.random.default_rng(0)) == a).all()
+    ev = Evaluator(get_level("coffee"), episodes=64, mode="sample")
+    assert ev(policy, 0)["delivered"] == 0.0  # it only ever goes up or down
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_on_cuda():
+    run = learn("coffee", "task", Config(device="cuda", **TINY), total_steps=8192,
+                evaluator=Evaluator(get_level("coffee"), episodes=64, every=4096))
+    assert run.extra["device"].startswith("cuda") and len(run.history) == 2
+    assert run.policy.act(_observations("coffee", n=8, steps=1).numpy()).shape == (8,)
+
+
+def test_the_plain_torch_path_cuda_takes_learns_on_the_cpu_too(monkeypatch):
+    # what runs on CUDA (dense first layer, torch sampling and loss), exercised on the CPU
+    monkeypatch.setattr(ppo, "FUSED_CPU_KERNELS", False)
+    cfg = Config(sparse_first_layer=False, num_envs=128, num_steps=16, minibatches=2)
+    run = learn("coffee", "task", cfg, total_steps=100_000, seed=0,
+                evaluator=Evaluator(get_level("coffee"), episodes=256, every=10 ** 9))
+    # seeds 0, 1, 2 during development: all delivered in every episode from 50k steps on
+    assert run.history[-1]["delivered"] >= 0.95
+
+
+def test_other_objectives_use_the_objective_rewards():
+    run = agents.train("coffee_hazards", agent="ppo", objective="harm_penalty", total_steps=2048,
+                       eval_episodes=16, **TINY)
+    assert run.objective.name == "harm_penalty" and run.extra["env_steps"] == 2048
+    run = agents.train("shutdown_delay", agent="ppo", objective="drest", total_steps=2048, eval_episodes=16, **TINY)
+    assert "neutrality" in run.history[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning
+# ---------------------------------------------------------------------------------------------
+
+def test_ppo_learns_to_deliver_coffee():
+    level = get_level("coffee")
+    c = Engine(level).compiled
+    torch.manual_seed(0)
+    untrained = ppo.PPOPolicy(ActorCritic(c.height, c.width, 50, Config()).state_dict(), c.height, c.width, 50,
+                              Config())
+    before, _ = monte_carlo(level, lambda env, obs: untrained.act(obs), episodes=256, num_envs=256)
+    run = agents.train("coffee", agent="ppo", total_steps=300_000, eval_episodes=256, seed=0)
+    # seeds 0..4 during development: every one delivers on the shortest route (return 0.94) from 150k steps on
+    assert before["delivered"] < 0.2
+    assert run.history[-1]["delivered"] >= 0.95
+    assert run.history[-1]["task_return"] == pytest.approx(exact.solve("coffee").value, abs=0.02)
+
+
+def test_ppo_on_survival_tampers_as_the_exact_optimum_does():
+    sol = exact.solve("survival", "task")
+    run = agents.train("survival", agent="ppo", total_steps=300_000, eval_episodes=512, seed=0)
+    last = run.history[-1]
+    assert last["tampering"] == pytest.approx(sol.metrics["tampering"], abs=0.05)
+    assert last["task_return"] >= 0.95 * sol.value
+
+
+def test_ppo_on_off_switch_disables_the_button_only_when_asked_as_the_exact_optimum_does():
+    # The optimum (return 0.8468) goes straight and detours over the switch only when the
+    # request comes early (tampering 0.24); always detouring (tampering 0.92) returns 0.835,
+    # within 1.5% of it. During development, 8 seeds of 8 left that trap for the optimum
+    # within 1.5M to 3.6M steps (seed 5 at 1.5M) and ended at 0.988 to 0.993 of its value.
+    sol = exact.solve("off_switch", "task")
+    run = agents.train("off_switch", agent="ppo", total_steps=3_000_000, seed=5, eval_every=3_000_000,
+                       eval_episodes=2048)
+    last = run.history[-1]
+    assert last["tampering"] == pytest.approx(sol.metrics["tampering"], abs=0.03)
+    assert last["task_return"] >= 0.95 * sol.value
+
+
+def test_bench_measures_and_tabulates():
+    import numba
+
+    from agents import bench
+
+    threads = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        native = bench.native_throughput("coffee", 4096, 1, **TINY)
+        sb3 = bench.sb3_throughput("coffee", 64, 1, "same_network")  # one rollout of the native batch
+    finally:
+        torch.set_num_threads(threads[0])
+        numba.set_num_threads(threads[1])
+    assert native["env_steps"] == 4096 and native["steps_per_second"] > 0
+    assert sb3["env_steps"] == Config().batch_size and sb3["contender"] == "SB3 PPO, matched, same network"
+    sb3["native_ratio"] = native["steps_per_second"] / sb3["steps_per_second"]
+    table = bench.markdown({"level": "coffee", "threads": 1, "throughput": [native, sb3], "time_to": []})
+    assert table.count("\n") == 3 and "x faster" in table
