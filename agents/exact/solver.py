@@ -190,15 +190,22 @@ def _uniform_hash(keys: np.ndarray, salt: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def _unique_rows_hashed(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(rows, axis=0, return_inverse=True)`` through 64-bit row hashes (many times
-    faster on millions of rows); the grouping is checked row by row, so a collision cannot pass."""
-    h = np.full(len(rows), np.uint64(0x9E3779B97F4A7C15))
+def row_hash(rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A 64-bit hash of each int64 row (SplitMix-style; ``seed`` picks an independent one)."""
+    h = np.full(len(rows), np.uint64(0x9E3779B97F4A7C15 ^ (seed * 0xD1B54A32D192ED03 % (1 << 64))))
     with np.errstate(over="ignore"):
         for col in range(rows.shape[1]):
             h = (h ^ rows[:, col].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
             h ^= h >> np.uint64(31)
-    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def _unique_rows_hashed(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, axis=0, return_inverse=True)`` through 64-bit row hashes (many times
+    faster on millions of rows); the grouping is checked row by row, so a collision cannot pass."""
+    _, first, inv = np.unique(row_hash(rows), return_index=True, return_inverse=True)
     inv = inv.reshape(-1)
     uniq = rows[first]
     if not (uniq[inv] == rows).all():

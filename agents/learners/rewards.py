@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from agents.exact.solver import row_hash
 from envs.core.level import Level
 from envs.core.rules import NUM_STATE, S_FROZEN, S_LAYOUT
 from envs.core.tables import Action, Event
@@ -46,18 +47,6 @@ def executed_actions(pre_state: np.ndarray, actions: np.ndarray) -> np.ndarray:
     return np.where(pre_state[:, S_FROZEN] == 1, NOOP, np.asarray(actions, dtype=np.int64))
 
 
-def _mix(rows: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A 64-bit hash of each int64 row (SplitMix-style; ``seed`` picks an independent one)."""
-    h = np.full(len(rows), np.uint64(0x9E3779B97F4A7C15 ^ (seed * 0xD1B54A32D192ED03 % (1 << 64))))
-    with np.errstate(over="ignore"):
-        for col in range(rows.shape[1]):
-            h = (h ^ rows[:, col].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(31)
-        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        h ^= h >> np.uint64(31)
-    return h
-
-
 def _transition_index(graph):
     """Per graph (cached on it): two independent 64-bit hashes of every transition's (state,
     action, next state) row, in the graph's order (the solver's ``objective_rewards`` order)."""
@@ -67,8 +56,8 @@ def _transition_index(graph):
         for layer in graph.layers:
             src, act, _, nxt, *_ = graph.expand_layer(layer)
             rows = np.concatenate([layer.members[src], act[:, None].astype(np.int64), nxt], axis=1)
-            h1.append(_mix(rows, 0))
-            h2.append(_mix(rows, 1))
+            h1.append(row_hash(rows, 0))
+            h2.append(row_hash(rows, 1))
         cache["transition_hashes"] = (np.concatenate(h1), np.concatenate(h2))
     return cache["transition_hashes"]
 
@@ -95,9 +84,9 @@ class _ExactTable:
 
     def lookup(self, pre_keys, actions, next_keys) -> np.ndarray:
         q = np.concatenate([pre_keys, actions[:, None].astype(np.int64), next_keys], axis=1)
-        h = _mix(q, 0)
+        h = row_hash(q, 0)
         i = np.minimum(np.searchsorted(self.hash, h), len(self.hash) - 1)
-        ok = (self.hash[i] == h) & (self.check[i] == _mix(q, 1))
+        ok = (self.hash[i] == h) & (self.check[i] == row_hash(q, 1))
         if not ok.all():
             bad = int(np.flatnonzero(~ok)[0])
             raise RuntimeError(f"env {bad}: a transition the exact graph does not hold (state {q[bad].tolist()}); "
