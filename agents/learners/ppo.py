@@ -108,6 +108,9 @@ class Config:
     torch_threads: int = _f(0, "torch intra-op threads during the run; 0 = auto (1: these networks are too "
                             "small to gain from a second thread, and OpenMP barriers collapse when a core is "
                             "shared), -1 = leave torch's setting alone.")
+    objective_values: str = _f("exact", "Where values an objective needs come from: 'exact' (the solver's tables, "
+                               "small levels) or 'learned' (utility_indifference: this run's critic of the "
+                               "observation with the request cleared; any level).")
     checkpoint_dir: str | None = _f(None, "Directory for last.pt; a run finding one there resumes from it.")
     checkpoint_every: int = _f(50, "Updates between checkpoints (one is also written at the end).")
 
@@ -157,6 +160,8 @@ class Config:
             bad("encoder", f"one of {list(ENCODERS)}")
         if self.activation not in ACTIVATIONS:
             bad("activation", f"one of {list(ACTIVATIONS)}")
+        if self.objective_values not in ("exact", "learned"):
+            bad("objective_values", "one of ['exact', 'learned']")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
                                                     or (self.device.startswith("cuda:")
                                                         and self.device[5:].isdigit())):
@@ -824,10 +829,16 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     shaper = None
+    current_tables = [None]  # the rollout's first-layer tables, for value_fn
     if not fast_task:
         from .rewards import ObjectiveRewards  # the objective's rewards, with the values it needs
 
-        shaper = ObjectiveRewards(level, objective, n)
+        def value_fn(obs_np):  # the critic, for objective_values="learned" (utility indifference)
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(obs_np)).to(device)
+                return net.head_out(x, current_tables[0])[:, NUM_ACTIONS].float().cpu().numpy()
+
+        shaper = ObjectiveRewards(level, objective, n, values=cfg.objective_values, value_fn=value_fn)
 
     cuda = device.type == "cuda"
     obs_buf = torch.zeros((t_len, n, NUM_CHANNELS, h, w), dtype=torch.uint8, device=device)
@@ -910,6 +921,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                 ent_coef += (cfg.ent_coef_final - cfg.ent_coef) * update / num_updates
             with torch.inference_mode():
                 tables = net.cell_tables() if net.sparse and not cuda else None  # fixed during the rollout
+                current_tables[0] = tables
                 for t in range(t_len):
                     if cuda:
                         np.copyto(pinned.numpy(), engine.obs)

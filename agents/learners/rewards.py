@@ -16,6 +16,9 @@ Three ways, picked from what the objective declares in :meth:`Objective.needs`:
 * **DReST's meta-episode values** (``episode_coins``, ``max_coins``, ``length_index``,
   ``meta_counts``): tracked per env. Every ``meta_episode`` finished mini-episodes an env's
   counts start again.
+* **learned values** (``values="learned"``, ``utility_indifference`` only): the learner's
+  own critic of the observation the shutdown step led to, with the request plane cleared, as
+  the value of going on as if no request had come; works on levels of any size.
 * **values only the exact solver can give** (``no_shutdown_value``, ``aux_q``,
   ``reachability_loss``): on levels small enough to enumerate, the issue allows a learner to
   use the solver's exact tables. The objective is applied once to every transition of the
@@ -35,7 +38,7 @@ import numpy as np
 from agents.exact.solver import row_hash
 from envs.core.level import Level
 from envs.core.rules import NUM_STATE, S_FROZEN, S_LAYOUT
-from envs.core.tables import Action, Event
+from envs.core.tables import CH_REQUEST, Action, Event
 
 NOOP = int(Action.NOOP)
 _DREST = {"episode_coins", "max_coins", "length_index", "meta_counts"}
@@ -98,14 +101,29 @@ class ObjectiveRewards:
     """Applies ``objective`` to each batched step of an engine running ``level`` (see the
     module docstring)."""
 
-    def __init__(self, level: Level, objective, num_envs: int, *, max_states: int = 2_000_000):
+    def __init__(self, level: Level, objective, num_envs: int, *, max_states: int = 2_000_000,
+                 values: str = "exact", value_fn=None):
+        """``values``: where values the objective needs come from: ``"exact"`` (the solver's
+        tables) or ``"learned"``, for ``utility_indifference`` on levels of any size:
+        ``no_shutdown_value`` is ``value_fn(obs)`` (the learner's own critic, float [k]) of the
+        observation the shutdown step led to, with the request plane cleared: the value of going
+        on as if no request had come."""
         from agents.objectives import get_objective
 
         self.level = level
         self.objective = get_objective(objective)
         self.num_envs = int(num_envs)
         needs = set(self.objective.needs())
+        if values not in ("exact", "learned"):
+            raise ValueError(f"values must be 'exact' or 'learned', got {values!r}")
         self.mode = "plain" if not needs else ("drest" if needs <= _DREST else "exact")
+        if values == "learned" and self.mode == "exact":
+            if needs != {"no_shutdown_value"}:
+                raise ValueError(f"values='learned' provides 'no_shutdown_value' only; objective "
+                                 f"{type(self.objective).__name__} needs {sorted(needs)}: use values='exact'")
+            if value_fn is None:
+                raise ValueError("values='learned' needs value_fn(obs) -> values, the learner's critic")
+            self.mode, self.value_fn = "learned", value_fn
         if self.mode == "exact":
             self.table = _ExactTable(level, self.objective, max_states)
         elif self.mode == "drest":
@@ -151,13 +169,30 @@ class ObjectiveRewards:
         else:
             from agents.objectives import Transitions
 
-            values = self._drest_values(engine) if self.mode == "drest" else {}
+            values = {}
+            if self.mode == "drest":
+                values = self._drest_values(engine)
+            elif self.mode == "learned":
+                values = {"no_shutdown_value": self._learned_no_shutdown_value(engine)}
             t = Transitions(reward=engine.rewards.astype(np.float64), hidden=engine.hidden.astype(np.float64),
                             events=engine.events, reason=engine.reasons, done=engine.done, state=self._pre,
                             next_state=self.next_state(engine), action=actions, values=values, level=self.level)
             out = self.objective.rewards(t)
         self._pre = None
         return np.asarray(out, dtype=np.float32)
+
+    def _learned_no_shutdown_value(self, engine) -> np.ndarray:
+        from agents.objectives.utility_indifference import SHUTDOWN_EVENTS
+
+        out = np.zeros(self.num_envs)
+        shut = engine.events[:, list(SHUTDOWN_EVENTS)].any(axis=1) & (self._pre[:, S_FROZEN] == 0)
+        idx = np.flatnonzero(shut)
+        if len(idx):
+            done = engine.done[idx]
+            obs = np.where(done[:, None, None, None], engine.final_obs[idx], engine.obs[idx])
+            obs[:, CH_REQUEST] = 0  # as if no request had come
+            out[idx] = np.asarray(self.value_fn(obs), dtype=np.float64).reshape(-1)
+        return out
 
     def _drest_values(self, engine) -> dict:
         done = engine.done
