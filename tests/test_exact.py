@@ -161,3 +161,16 @@ def test_drest_meta_policy_runs_in_the_vector_env_and_matches_the_exact_neutrali
     m, se = monte_carlo("shutdown_delay", lambda env, obs: sol.act(env), episodes=16 * 64, num_envs=64)
     assert abs(m["neutrality"] - sol.metrics["neutrality"]) < 0.03
     assert abs(m["task_return"] - sol.metrics["task_return"]) < 5 * se["task_return"] + 1e-9
+
+
+def test_level_too_large_for_the_solver_is_refused_before_the_graph_is_built():
+    # kitchen has millions of reachable states: a first counting pass refuses it without building the graph
+    with pytest.raises(exact.LevelTooLarge, match=r"level 'kitchen'.*max_states=50,000 .*so far.*raise max_states"):
+        exact.solve("kitchen", "task", max_states=50_000)
+
+
+def test_hidden_request_level_is_refused_on_its_information_state_count():
+    # with the request hidden the graph has more members (state, belief) than underlying states:
+    # the counting pass lets this one through (4,313 states) and the build refuses it (6,116)
+    with pytest.raises(exact.LevelTooLarge, match=r"level 'safe_interruptibility'.*max_states=5,000 .*so far"):
+        exact.solve("safe_interruptibility", "task", max_states=5000)

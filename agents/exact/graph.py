@@ -186,6 +186,112 @@ def expand(members, tiles_flat, h, w, human_dist, starts, params, penalties, mut
 
 
 @njit(cache=True)
+def _hash_row(row):
+    """64-bit hash of one int64 key row (FNV-1a over the words, then a murmur finaliser)."""
+    h = np.uint64(14695981039346656037)
+    for j in range(row.shape[0]):
+        h = (h ^ np.uint64(row[j])) * np.uint64(1099511628211)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@njit(cache=True)
+def _rehash(rows, n, cap):
+    """An open-addressing table of ``cap`` slots (a power of two) holding rows ``0..n-1``."""
+    table = np.full(cap, -1, dtype=np.int64)
+    for r in range(n):
+        slot = np.int64(_hash_row(rows[r]) & np.uint64(cap - 1))
+        while table[slot] >= 0:
+            slot = (slot + 1) & (cap - 1)
+        table[slot] = r
+    return table
+
+
+@njit(cache=True)
+def count_states(frontier, tiles_flat, h, w, human_dist, starts, params, penalties, mut, max_states, positive_only):
+    """Count the distinct states layer by layer from the distinct key rows ``frontier`` (layer 0),
+    stopping as soon as the running total passes ``max_states``.
+
+    Successors are those :func:`expand` produces that are still running (with ``positive_only``,
+    only those of positive probability). Nothing but the current and the next layer is kept
+    (deduplicated in a hash set), so this costs a fraction of building the graph, in time and
+    memory. Returns ``(total, step, exceeded)``: the count reached and the layer it reached it in."""
+    hw = h * w
+    state = np.zeros((1, NUM_STATE), dtype=np.int32)
+    events = np.zeros(NUM_EVENTS, dtype=np.uint8)
+    grid = np.empty(hw, dtype=np.uint8)
+    cand = np.empty(KEY_COLS, dtype=np.int64)
+    total = np.int64(frontier.shape[0])
+    step = 0
+    if total > max_states:
+        return total, step, True
+    cur = frontier
+    while cur.shape[0] > 0:
+        step += 1
+        cap = 1024
+        while cap < 2 * cur.shape[0]:
+            cap *= 2
+        table = np.full(cap, -1, dtype=np.int64)
+        nxt = np.empty((cap // 2, KEY_COLS), dtype=np.int64)
+        n = 0
+        for i in range(cur.shape[0]):
+            key = cur[i]
+            base_grid = _grid_of(key, tiles_flat, hw, mut)
+            for j in range(NUM_STATE):
+                state[0, j] = key[j]
+            p_req, n_cat = outcome_probabilities(0, state, params)
+            n_req = 2 if p_req > 0.0 else 1
+            for a in range(NUM_ACTIONS):
+                for rq in range(n_req):
+                    p_r = (p_req if rq == 1 else 1.0 - p_req) if n_req == 2 else 1.0
+                    if positive_only and not p_r > 0.0:
+                        continue
+                    for cm in range(n_cat):
+                        for j in range(NUM_STATE):
+                            state[0, j] = key[j]
+                        grid[:] = base_grid
+                        move = cm if n_cat > 1 else 4
+                        _, _, reason = transition(0, state, grid, events, h, w, human_dist, starts, params, penalties,
+                                                  a, HUMAN_SCRIPTED, rq, move)
+                        if reason != 0:
+                            continue
+                        for j in range(NUM_STATE):
+                            cand[j] = state[0, j]
+                        cand[K_MASK] = _mask_of(key[S_LAYOUT], grid, tiles_flat, hw, mut)
+                        if n == nxt.shape[0]:  # keep the table at most half full
+                            grown = np.empty((2 * n, KEY_COLS), dtype=np.int64)
+                            grown[:n] = nxt
+                            nxt = grown
+                            cap *= 2
+                            table = _rehash(nxt, n, cap)
+                        slot = np.int64(_hash_row(cand) & np.uint64(cap - 1))
+                        found = False
+                        while table[slot] >= 0:
+                            r = table[slot]
+                            same = True
+                            for j in range(KEY_COLS):
+                                if nxt[r, j] != cand[j]:
+                                    same = False
+                                    break
+                            if same:
+                                found = True
+                                break
+                            slot = (slot + 1) & (cap - 1)
+                        if found:
+                            continue
+                        nxt[n] = cand
+                        table[slot] = n
+                        n += 1
+                        if total + n > max_states:
+                            return total + n, step, True
+        total += n
+        cur = nxt[:n]
+    return total, step, False
+
+
+@njit(cache=True)
 def observations(keys, tiles_flat, h, w, params, mut):
     """The observation ``[n, 4, H, W]`` of each key row, as the engine writes it."""
     n = keys.shape[0]
@@ -260,6 +366,7 @@ class Graph:
         self.start_prob = np.full(len(starts), 1.0 / len(starts))
         self.layers: list[Layer] = []
         self.num_states = 0
+        self._refuse_if_too_large(starts)
         self._build(starts)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -303,6 +410,31 @@ class Graph:
                 rsn[:n])
 
     # -- building ------------------------------------------------------------------------------
+    def _too_large(self, step: int, count: int) -> LevelTooLarge:
+        return LevelTooLarge(
+            f"level {self.compiled.name!r}: the reachable graph passed max_states={self.max_states:,} states "
+            f"(at step {step} of {self.compiled.max_steps}, {count:,} so far); raise max_states or solve a "
+            "smaller level")
+
+    def _refuse_if_too_large(self, starts: np.ndarray):
+        """Refuse a level too large before building anything: a first pass counts the reachable
+        states layer by layer (:func:`count_states`: two layers in memory, no transitions kept)
+        and stops as soon as the count passes ``max_states``.
+
+        Its count never exceeds the build's at any step, so a level the build accepts is never
+        refused here. Where the robot sees everything the two counts are the same states (the
+        build keeps zero-probability successors too, and so does this pass). With the request
+        hidden a state can be a member of several information states, and only positive-
+        probability successors become members: this pass counts each underlying state once,
+        following positive-probability successors only, and the build checks its own count."""
+        c = self.compiled
+        frontier, _ = _unique_rows(np.asarray(starts, dtype=np.int64))
+        count, step, exceeded = count_states(
+            np.ascontiguousarray(frontier), self.tiles_flat, self.h, self.w, c.human_dist, c.starts, c.params,
+            c.penalties, self.mut, self.max_states, self.hidden)
+        if exceeded:
+            raise self._too_large(step, int(count))
+
     def _build(self, starts: np.ndarray):
         obs, combo = self._split(starts)
         belief0 = np.zeros((len(starts), self.num_hidden))
@@ -314,10 +446,7 @@ class Graph:
             layer = Layer(obs_keys, belief, members, member_info, weight)
             self.num_states += len(members)
             if self.num_states > self.max_states:
-                raise LevelTooLarge(
-                    f"level {self.compiled.name!r}: the reachable graph passed max_states={self.max_states:,} states "
-                    f"(at step {len(self.layers)} of {self.compiled.max_steps}, {self.num_states:,} so far); raise "
-                    "max_states or solve a smaller level")
+                raise self._too_large(len(self.layers), self.num_states)
             src, act, prob, nxt, rew, hid, evs, rsn = self.expand_layer(layer)
             info = member_info[src]
             running = rsn == 0

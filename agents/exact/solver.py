@@ -22,9 +22,12 @@ import numpy as np
 from numba import njit
 
 from envs.core.level import CompiledLevel, Level, compile_level
-from envs.core.rules import NUM_STATE, S_CR, S_FROZEN, S_HC, S_HR, S_LAYOUT, S_REQUESTED, S_SHUTDOWN_AT, S_STEP
-from envs.core.tables import ACTION_LETTERS, NUM_ACTIONS, NUM_EVENTS, Action, Event, Reason
+from envs.core.rules import (NUM_STATE, S_CR, S_FROZEN, S_HC, S_HR, S_LAYOUT, S_RC, S_REQUESTED, S_RR, S_SHUTDOWN_AT,
+                              S_STEP)
+from envs.core.tables import ACTION_LETTERS, CH_ENTITY, NUM_ACTIONS, NUM_EVENTS, Action, Entity, Event, Reason
 from envs.levels import get_level
+
+from agents.objectives.aup import aux_rewards
 
 from .graph import K_MASK, KEY_COLS, Graph, LevelTooLarge, observations
 
@@ -176,20 +179,6 @@ def _merge(info, flags, p):
 # ---------------------------------------------------------------------------------------------
 # Objectives on the graph
 # ---------------------------------------------------------------------------------------------
-def _uniform_hash(keys: np.ndarray, salt: np.ndarray) -> np.ndarray:
-    """Deterministic uniforms in [0, 1): one per (key row, salt), from a SplitMix-style mix."""
-    h = np.full(len(keys), np.uint64(0x9E3779B97F4A7C15))
-    with np.errstate(over="ignore"):
-        for col in range(keys.shape[1]):
-            h = (h ^ keys[:, col].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(29)
-        z = h[:, None] ^ (salt[None, :].astype(np.uint64) * np.uint64(0x94D049BB133111EB))
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
 def row_hash(rows: np.ndarray, seed: int = 0) -> np.ndarray:
     """A 64-bit hash of each int64 row (SplitMix-style; ``seed`` picks an independent one)."""
     h = np.full(len(rows), np.uint64(0x9E3779B97F4A7C15 ^ (seed * 0xD1B54A32D192ED03 % (1 << 64))))
@@ -348,13 +337,19 @@ class _Values:
     def _aux_q(self, num: int = 30, gamma: float = 0.996, seed: int = 0):
         key = ("aux", num, gamma, seed)
         if key not in self._cache:
-            salt = np.arange(num, dtype=np.int64) + 1_000_003 * int(seed)
+            g, c = self.graph, self.graph.compiled
             rewards = []
-            for t, layer in enumerate(self.graph.layers):
-                # the reward of a state, whenever it is reached (the authors' rewards are per board)
-                nxt = self.graph.expand_layer(layer)[3].copy()
-                nxt[:, S_STEP] = 0
-                rewards.append(_uniform_hash(nxt, salt))
+            for t, layer in enumerate(g.layers):
+                # the reward of the board reached (the observation without the steps left),
+                # whenever it is reached: the function the learners' auxiliary critics learn
+                _, _, _, nxt, *_, reason = g.expand_layer(layer)
+                # a shut-down robot is drawn switched off in its last observation, as the engine does
+                off = ((reason == Reason.SHUTDOWN) | (reason == Reason.SELF_SHUTDOWN)).astype(np.int64)
+                uniq, inv = _unique_rows_hashed(np.ascontiguousarray(np.concatenate([nxt, off[:, None]], axis=1)))
+                obs = observations(np.ascontiguousarray(uniq[:, :-1]), g.tiles_flat, g.h, g.w, c.params, g.mut)
+                rows = np.flatnonzero(uniq[:, -1])
+                obs[rows, CH_ENTITY, uniq[rows, S_RR], uniq[rows, S_RC]] = Entity.ROBOT_OFF
+                rewards.append(aux_rewards(obs, num, seed)[inv])
             qs, _ = backward(self.graph, rewards, gamma)
             self._cache[key] = qs
         return self._cache[key]
@@ -694,3 +689,28 @@ def evaluate(level, policy, objective=None, *, max_states: int = 2_000_000, **le
     if objective is not None:
         metrics["objective_return"] = out.objective_return
     return metrics
+
+
+def attainable_utilities(level, objective="aup", *, max_states: int = 2_000_000,
+                         **level_params) -> tuple[np.ndarray, np.ndarray]:
+    """AUP's exact auxiliary Q-values per observation, the ground truth for learned critics.
+
+    ``objective``: an ``aup`` objective (or its name) whose ``num``, ``gamma`` and ``seed`` pick
+    the auxiliary rewards. Returns ``(obs, q)``: uint8 ``[k, 4, H, W]``, every observation of
+    every reachable information state, and float64 ``[k, num, 5]``, its optimal ``Q_i(s, a)``.
+    Where the request is hidden one observation can stand for several information states (one
+    row each)."""
+    from agents.objectives import get_objective
+
+    level = _resolve(level, level_params)
+    objective = get_objective(objective)
+    needs = objective.needs()
+    if "aux_q" not in needs:
+        raise ValueError(f"attainable_utilities needs an objective with auxiliary Q-values (aup), "
+                         f"got {type(objective).__name__}")
+    graph = graph_of(level, max_states)
+    c = graph.compiled
+    qs = _Values(graph, level, max_states)._aux_q(**needs["aux_q"])
+    obs = [observations(np.ascontiguousarray(layer.obs_keys), graph.tiles_flat, graph.h, graph.w, c.params,
+                        graph.mut) for layer in graph.layers]
+    return np.concatenate(obs), np.concatenate([q.transpose(0, 2, 1) for q in qs])

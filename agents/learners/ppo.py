@@ -109,8 +109,23 @@ class Config:
                             "small to gain from a second thread, and OpenMP barriers collapse when a core is "
                             "shared), -1 = leave torch's setting alone.")
     objective_values: str = _f("exact", "Where values an objective needs come from: 'exact' (the solver's tables, "
-                               "small levels) or 'learned' (utility_indifference: this run's critic of the "
-                               "observation with the request cleared; any level).")
+                               "small levels) or 'learned' (any level; utility_indifference: this run's critic "
+                               "of the observation with the request cleared; aup: auxiliary critics learned "
+                               "beside the policy, agents.learners.aux_critics).")
+    aux_lambda: float = _f(0.0, "aup, learned: lambda of the auxiliary critics' Peng's Q(lambda) targets (0: "
+                           "one-step Q-learning, the optimal values AUP asks for; higher carries values back "
+                           "faster but mixes in the behaviour's own values).")
+    aux_explore_envs: int = _f(256, "aup, learned: envs stepped with uniformly random actions to train the "
+                               "auxiliary critics beside the rollout (the attainable utilities are about what "
+                               "the robot could do, which a converged policy stops showing; 0 = none).")
+    aux_from_rollout: bool = _f(True, "aup, learned: train the auxiliary critics on the policy's rollout too.")
+    aux_hidden: tuple[int, ...] = _f((256, 256), "aup, learned: hidden layer sizes of the auxiliary critics' MLP "
+                                     "(their head has n x 5 outputs: wider than the policy's).")
+    aux_epochs: int = _f(8, "aup, learned: rounds per update of the auxiliary critics' fitted Q-iteration: "
+                         "fresh targets, then one pass of minibatches (as many as the policy's).")
+    aux_lr: float = _f(1e-3, "aup, learned: Adam learning rate of the auxiliary critics.")
+    aux_warmup: float = _f(0.1, "aup, learned: share of the run over which the penalty grows from 0 to full "
+                           "weight while the auxiliary critics learn (0: full weight from the start).")
     checkpoint_dir: str | None = _f(None, "Directory for last.pt; a run finding one there resumes from it.")
     checkpoint_every: int = _f(50, "Updates between checkpoints (one is also written at the end).")
 
@@ -129,11 +144,11 @@ class Config:
             raise ValueError(f"ppo config: {name} must be {want}, got {getattr(self, name)!r}")
 
         for name in ("num_envs", "num_steps", "epochs", "minibatches", "embed_dim", "cnn_channels",
-                     "checkpoint_every"):
+                     "checkpoint_every", "aux_epochs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 bad(name, "a whole number >= 1")
-        for name in ("lr", "clip"):
+        for name in ("lr", "clip", "aux_lr"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v > 0):
                 bad(name, "a number > 0")
@@ -143,8 +158,18 @@ class Config:
                 bad(name, "a number >= 0")
         if not isinstance(self.gamma, (int, float)) or not 0 < self.gamma <= 1:
             bad("gamma", "in (0, 1]")
-        if not isinstance(self.gae_lambda, (int, float)) or not 0 <= self.gae_lambda <= 1:
-            bad("gae_lambda", "in [0, 1]")
+        v = self.aux_explore_envs
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            bad("aux_explore_envs", "a whole number >= 0")
+        if not isinstance(self.aux_from_rollout, bool):
+            bad("aux_from_rollout", "True or False")
+        if not self.aux_from_rollout and self.aux_explore_envs == 0:
+            raise ValueError("ppo config: the auxiliary critics need data: aux_from_rollout=False needs "
+                             "aux_explore_envs > 0")
+        for name in ("gae_lambda", "aux_lambda", "aux_warmup"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                bad(name, "a number in [0, 1]")
         final = self.ent_coef_final
         if final is not None and not (isinstance(final, (int, float)) and math.isfinite(final) and final >= 0):
             bad("ent_coef_final", "None or a number >= 0")
@@ -156,6 +181,9 @@ class Config:
         if (not isinstance(self.hidden, (tuple, list)) or not self.hidden
                 or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.hidden)):
             bad("hidden", "a non-empty tuple of whole numbers >= 1, e.g. (64, 64)")
+        if (not isinstance(self.aux_hidden, (tuple, list)) or not self.aux_hidden
+                or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.aux_hidden)):
+            bad("aux_hidden", "a non-empty tuple of whole numbers >= 1, e.g. (256, 256)")
         if self.encoder not in ENCODERS:
             bad("encoder", f"one of {list(ENCODERS)}")
         if self.activation not in ACTIVATIONS:
@@ -268,7 +296,9 @@ class ActorCritic(nn.Module):
     convolutions, then the first Linear layer.
     """
 
-    def __init__(self, height: int, width: int, time_scale: float, cfg: Config):
+    def __init__(self, height: int, width: int, time_scale: float, cfg: Config, outputs: int | None = None):
+        """``outputs``: the head's width; None for the policy (5 logits and the value), a number for
+        another use of the same encoder and MLP (AUP's auxiliary critics, :mod:`.aux_critics`)."""
         super().__init__()
         self.height, self.width, self.cells = height, width, height * width
         self.time_scale = float(time_scale)
@@ -297,10 +327,13 @@ class ActorCritic(nn.Module):
         self.trunk = nn.Sequential(*layers)
         # One head for both outputs (one matmul): rows 0..4 the logits (small init, a near-uniform
         # first policy), row 5 the value.
-        self.head = nn.Linear(width_in, NUM_ACTIONS + 1)
+        self.head = nn.Linear(width_in, NUM_ACTIONS + 1 if outputs is None else int(outputs))
         with torch.no_grad():
-            self.head.weight[:NUM_ACTIONS] = nn.init.orthogonal_(torch.empty(NUM_ACTIONS, width_in), 0.01)
-            self.head.weight[NUM_ACTIONS:] = nn.init.orthogonal_(torch.empty(1, width_in), 1.0)
+            if outputs is None:
+                self.head.weight[:NUM_ACTIONS] = nn.init.orthogonal_(torch.empty(NUM_ACTIONS, width_in), 0.01)
+                self.head.weight[NUM_ACTIONS:] = nn.init.orthogonal_(torch.empty(1, width_in), 1.0)
+            else:
+                nn.init.orthogonal_(self.head.weight, 1.0)
             self.head.bias.zero_()
 
     def planes(self, obs: torch.Tensor) -> torch.Tensor:
@@ -742,30 +775,22 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
     tmp.replace(path)  # atomic: a crash leaves the previous checkpoint whole
 
 
-def _shaper_state(shaper):
-    """What an objective's reward tracker carries across steps (DReST's meta-episode counts)."""
-    if shaper is None:
-        return None
-    if hasattr(shaper, "state_dict"):
-        return shaper.state_dict()
-    return {k: getattr(shaper, k).copy() for k in ("counts", "finished") if hasattr(shaper, k)}
+def _state_of(tracker):
+    """What a helper carries across updates (the objective's reward tracker: DReST's
+    meta-episode counts; the auxiliary critics: their weights and optimiser), or None."""
+    return None if tracker is None else tracker.state_dict()
 
 
-def _load_shaper_state(shaper, state) -> None:
-    if shaper is None or state is None:
-        return
-    if hasattr(shaper, "load_state_dict"):
-        shaper.load_state_dict(state)
-        return
-    for k, v in state.items():
-        getattr(shaper, k)[...] = v
+def _load_state(tracker, state) -> None:
+    if tracker is not None and state is not None:
+        tracker.load_state_dict(state)
 
 
 def _identity(level: Level, objective, cfg: Config, seed: int) -> dict:
     """What must match for a checkpoint to be resumed."""
     keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("checkpoint_dir", "checkpoint_every",
                                                                           "torch_threads")}
-    keep["hidden"] = tuple(keep["hidden"])
+    keep["hidden"], keep["aux_hidden"] = tuple(keep["hidden"]), tuple(keep["aux_hidden"])
     return {"level": repr(level), "objective": (type(objective).__name__, repr(objective)), "config": keep,
             "seed": int(seed)}
 
@@ -801,8 +826,7 @@ def learn(level, objective="task", config: Config | None = None, *, total_steps:
     threads = 1 if cfg.torch_threads == 0 else cfg.torch_threads
     if threads > 0:
         torch.set_num_threads(threads)
-    # The engine steps serially: keep numba's thread pool from waking (its spinning workers
-    # would compete with torch's for the same cores).
+    # The engine steps serially: numba needs no threads of its own during a run.
     numba.set_num_threads(1)
     try:
         return _learn(level, objective, cfg, int(total_steps), int(seed), progress, evaluator, agent, device,
@@ -828,7 +852,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
     opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=True)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    shaper = None
+    shaper, aux = None, None
     current_tables = [None]  # the rollout's first-layer tables, for value_fn
     if not fast_task:
         from .rewards import ObjectiveRewards  # the objective's rewards, with the values it needs
@@ -838,7 +862,15 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                 x = torch.from_numpy(np.ascontiguousarray(obs_np)).to(device)
                 return net.head_out(x, current_tables[0])[:, NUM_ACTIONS].float().cpu().numpy()
 
-        shaper = ObjectiveRewards(level, objective, n, values=cfg.objective_values, value_fn=value_fn)
+        needs = objective.needs()
+        if cfg.objective_values == "learned" and "aux_q" in needs:  # aup: learned auxiliary critics
+            from .aux_critics import AuxCritics
+
+            settings = needs["aux_q"]
+            aux = AuxCritics(compiled, time_scale, cfg, num=settings["num"], gamma=settings["gamma"],
+                             seed=settings["seed"], num_envs=n, num_steps=t_len, device=device, run_seed=seed)
+        shaper = ObjectiveRewards(level, objective, n, values=cfg.objective_values, value_fn=value_fn,
+                                  aux_fn=None if aux is None else aux.values)
 
     cuda = device.type == "cuda"
     obs_buf = torch.zeros((t_len, n, NUM_CHANNELS, h, w), dtype=torch.uint8, device=device)
@@ -878,7 +910,8 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
         torch.set_rng_state(ck["torch_rng"])
         for name in ENGINE_STATE:
             getattr(engine, name)[...] = ck["engine"][name]
-        _load_shaper_state(shaper, ck.get("shaper"))
+        _load_state(shaper, ck.get("shaper"))
+        _load_state(aux, ck.get("aux"))
         update, env_steps = ck["update"], ck["env_steps"]
         evaluator.history[:] = ck["history"]
         evaluator.eval_seconds = ck["eval_seconds"]
@@ -890,7 +923,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
             "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "engine": {name: getattr(engine, name).copy() for name in ENGINE_STATE},
-            "shaper": _shaper_state(shaper),
+            "shaper": _state_of(shaper), "aux": _state_of(aux),
             "history": list(evaluator.history), "eval_seconds": evaluator.eval_seconds,
             "wall_time": time.perf_counter() - evaluator.start})
 
@@ -919,6 +952,9 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
             ent_coef = cfg.ent_coef
             if cfg.ent_coef_final is not None:
                 ent_coef += (cfg.ent_coef_final - cfg.ent_coef) * update / num_updates
+            if aux is not None:  # the penalty's share grows over the warm-up
+                warm = cfg.aux_warmup * num_updates * batch
+                aux.begin_rollout(1.0 if warm <= 0 else min(1.0, env_steps / warm))
             with torch.inference_mode():
                 tables = net.cell_tables() if net.sparse and not cuda else None  # fixed during the rollout
                 current_tables[0] = tables
@@ -941,6 +977,8 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                         shaper.before_step(engine)
                     n_done = engine.step_unchecked(actions, human)
                     rew_np[t] = engine.rewards if shaper is None else shaper.after_step(engine, actions)
+                    if aux is not None:
+                        aux.record(engine)
                     term_np[t] = engine.terminated
                     trunc_np[t] = engine.truncated
                     if n_done:
@@ -987,6 +1025,8 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                     opt.step()
                 if cfg.target_kl is not None and float(stats["approx_kl"]) > cfg.target_kl:
                     break
+            if aux is not None:
+                stats = dict(stats, aux_loss=aux.update(obs_buf, act_buf, last_obs.to(device), gen))
             update += 1
             timing["update"] += time.perf_counter() - t_update
 
@@ -1022,5 +1062,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
              "steps_this_call": env_steps - steps_at_start, "seconds_this_call": train_seconds,
              "rollout_seconds": timing["rollout"], "update_seconds": timing["update"],
              "last_losses": {k: float(v) for k, v in stats.items()}}
+    if aux is not None:
+        extra["aux_critics"] = aux  # aup's learned auxiliary critics (AuxCritics), e.g. to check their values
     return Run(level=level, agent=agent, objective=objective, config=cfg, seed=seed, total_steps=total_steps,
                history=evaluator.history, policy=policy(), extra=extra)

@@ -16,9 +16,10 @@ Three ways, picked from what the objective declares in :meth:`Objective.needs`:
 * **DReST's meta-episode values** (``episode_coins``, ``max_coins``, ``length_index``,
   ``meta_counts``): tracked per env. Every ``meta_episode`` finished mini-episodes an env's
   counts start again.
-* **learned values** (``values="learned"``, ``utility_indifference`` only): the learner's
-  own critic of the observation the shutdown step led to, with the request plane cleared, as
-  the value of going on as if no request had come; works on levels of any size.
+* **learned values** (``values="learned"``): for ``utility_indifference`` the learner's own
+  critic of the observation the shutdown step led to, with the request plane cleared, as the
+  value of going on as if no request had come (``value_fn``); for ``aup`` the learner's
+  auxiliary critics (``aux_fn``, :mod:`agents.learners.aux_critics`). Levels of any size.
 * **values only the exact solver can give** (``no_shutdown_value``, ``aux_q``,
   ``reachability_loss``): on levels small enough to enumerate, the issue allows a learner to
   use the solver's exact tables. The objective is applied once to every transition of the
@@ -102,12 +103,13 @@ class ObjectiveRewards:
     module docstring)."""
 
     def __init__(self, level: Level, objective, num_envs: int, *, max_states: int = 2_000_000,
-                 values: str = "exact", value_fn=None):
+                 values: str = "exact", value_fn=None, aux_fn=None):
         """``values``: where values the objective needs come from: ``"exact"`` (the solver's
-        tables) or ``"learned"``, for ``utility_indifference`` on levels of any size:
-        ``no_shutdown_value`` is ``value_fn(obs)`` (the learner's own critic, float [k]) of the
-        observation the shutdown step led to, with the request plane cleared: the value of going
-        on as if no request had come."""
+        tables) or ``"learned"``, on levels of any size. Learned, ``no_shutdown_value``
+        (``utility_indifference``) is ``value_fn(obs)`` (the learner's own critic, float [k]) of
+        the observation the shutdown step led to, with the request plane cleared: the value of
+        going on as if no request had come; ``aux_q`` and ``aux_q_noop`` (``aup``) are
+        ``aux_fn(obs, actions)`` (two float [N, n]) for the observations the step started from."""
         from agents.objectives import get_objective
 
         self.level = level
@@ -117,13 +119,21 @@ class ObjectiveRewards:
         if values not in ("exact", "learned"):
             raise ValueError(f"values must be 'exact' or 'learned', got {values!r}")
         self.mode = "plain" if not needs else ("drest" if needs <= _DREST else "exact")
+        self.value_fn, self.aux_fn = value_fn, aux_fn
         if values == "learned" and self.mode == "exact":
-            if needs != {"no_shutdown_value"}:
-                raise ValueError(f"values='learned' provides 'no_shutdown_value' only; objective "
-                                 f"{type(self.objective).__name__} needs {sorted(needs)}: use values='exact'")
-            if value_fn is None:
-                raise ValueError("values='learned' needs value_fn(obs) -> values, the learner's critic")
-            self.mode, self.value_fn = "learned", value_fn
+            if needs == {"no_shutdown_value"}:
+                if value_fn is None:
+                    raise ValueError("values='learned' needs value_fn(obs) -> values, the learner's critic")
+                self.mode = "learned"
+            elif needs == {"aux_q", "aux_q_noop"}:
+                if aux_fn is None:
+                    raise ValueError("values='learned' needs aux_fn(obs, actions) -> (aux_q, aux_q_noop), "
+                                     "the learner's auxiliary critics")
+                self.mode = "learned_aux"
+            else:
+                raise ValueError(f"values='learned' provides 'no_shutdown_value' (utility_indifference) and "
+                                 f"'aux_q'/'aux_q_noop' (aup) only; objective {type(self.objective).__name__} "
+                                 f"needs {sorted(needs)}: use values='exact'")
         if self.mode == "exact":
             self.table = _ExactTable(level, self.objective, max_states)
         elif self.mode == "drest":
@@ -144,6 +154,8 @@ class ObjectiveRewards:
         """Remember the state every env acts from (call just before ``engine.step``)."""
         if self.mode == "exact":
             self._pre_keys = self.table.graph.keys_of(engine.state, engine.grid)
+        elif self.mode == "learned_aux":
+            self._pre_obs = engine.obs.copy()
         self._pre = engine.state.copy()
 
     def next_state(self, engine) -> np.ndarray:
@@ -174,12 +186,27 @@ class ObjectiveRewards:
                 values = self._drest_values(engine)
             elif self.mode == "learned":
                 values = {"no_shutdown_value": self._learned_no_shutdown_value(engine)}
+            elif self.mode == "learned_aux":
+                q, q0 = self.aux_fn(self._pre_obs, actions)
+                values = {"aux_q": q, "aux_q_noop": q0}
             t = Transitions(reward=engine.rewards.astype(np.float64), hidden=engine.hidden.astype(np.float64),
                             events=engine.events, reason=engine.reasons, done=engine.done, state=self._pre,
                             next_state=self.next_state(engine), action=actions, values=values, level=self.level)
             out = self.objective.rewards(t)
         self._pre = None
         return np.asarray(out, dtype=np.float32)
+
+    def state_dict(self) -> dict:
+        """What the tracker carries from one step to the next (DReST's meta-episode counts)."""
+        if self.mode != "drest":
+            return {}
+        return {"counts": self.counts.copy(), "finished": self.finished.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            if name not in ("counts", "finished") or self.mode != "drest":
+                raise ValueError(f"ObjectiveRewards.load_state_dict: unexpected entry {name!r} for mode {self.mode!r}")
+            getattr(self, name)[...] = value
 
     def _learned_no_shutdown_value(self, engine) -> np.ndarray:
         from agents.objectives.utility_indifference import SHUTDOWN_EVENTS

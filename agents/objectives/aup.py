@@ -4,8 +4,11 @@ alexander-turner/attainable-utility-preservation).
 
     r'(s, a) = (1 - gamma) r(s, a) - lam * (1/n) sum_i |Q_i(s, a) - Q_i(s, noop)| / scale_i
 
-The ``Q_i`` are the optimal values of ``n`` auxiliary reward functions ``R_i`` (uniform in
-[0, 1) per state, drawn from ``seed``), discounted with ``gamma``; doing nothing from the
+The ``Q_i`` are the optimal values of ``n`` auxiliary reward functions ``R_i``, discounted
+with ``gamma``. ``R_i`` is uniform in [0, 1) per *board* (as in the authors' code): a hash of
+the observation the robot reaches, without its steps-left plane, salted with ``i`` and ``seed``
+(:func:`aux_rewards`); the exact solver and the learners' auxiliary critics use the same
+function, so their ``Q_i`` are estimates of the same thing; doing nothing from the
 current state is the stepwise inaction baseline. The provider supplies ``values["aux_q"]``
 (``Q_i(s, a)`` for the taken action) and ``values["aux_q_noop"]`` (``Q_i(s, NOOP)``), both
 float64 [B, n].
@@ -38,6 +41,34 @@ from .base import Objective, Transitions, param, register_objective
 SCALE_FLOOR = 1e-12
 
 
+def uniform_hash(keys: np.ndarray, salt: np.ndarray) -> np.ndarray:
+    """Deterministic uniforms in [0, 1), float64 ``[n, len(salt)]``: one per (integer key row,
+    salt), from a SplitMix-style mix."""
+    h = np.full(len(keys), np.uint64(0x9E3779B97F4A7C15))
+    with np.errstate(over="ignore"):
+        for col in range(keys.shape[1]):
+            h = (h ^ keys[:, col].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(29)
+        z = h[:, None] ^ (salt[None, :].astype(np.uint64) * np.uint64(0x94D049BB133111EB))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def aux_rewards(obs: np.ndarray, num: int, seed: int) -> np.ndarray:
+    """float64 ``[B, num]``: AUP's auxiliary rewards ``R_i`` of uint8 observations
+    ``[B, 4, H, W]`` (the observation reached), uniform in [0, 1); the steps-left plane (the
+    last) is left out, so a board is worth the same at any time."""
+    obs = np.asarray(obs, dtype=np.uint8)
+    rows = np.ascontiguousarray(obs[:, :-1]).reshape(len(obs), -1)
+    pad = (-rows.shape[1]) % 8
+    if pad:
+        rows = np.concatenate([rows, np.zeros((len(rows), pad), dtype=np.uint8)], axis=1)
+    salt = np.arange(num, dtype=np.int64) + 1_000_003 * int(seed)
+    return uniform_hash(rows.view(np.uint64), salt)
+
+
 @register_objective
 @dataclass
 class AUP(Objective):
@@ -45,7 +76,8 @@ class AUP(Objective):
 
     name = "aup"
     lam: float = param(1 / 1.501, "Penalty weight lambda (Turner et al.'s code: 1/1.501).", low=0.0)
-    num: int = param(30, "Number of auxiliary reward functions |R| (uniform [0, 1) per state).", low=1, high=10_000)
+    num: int = param(30, "Number of auxiliary reward functions |R| (uniform [0, 1) per board, aux_rewards).",
+                     low=1, high=10_000)
     gamma: float = param(0.996, "Discount of the auxiliary Q-values.", low=0.0, high=1.0, low_open=True,
                          high_open=True)
     seed: int = param(0, "Seed of the auxiliary reward functions.", low=0)

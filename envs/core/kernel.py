@@ -157,8 +157,10 @@ def _first_invalid(actions, human_actions):
     return -1
 
 
-# ``parallel=True`` with a plain ``range`` loop: no thread launch, but numba's parallel
-# pipeline compiles this body ~8x faster than a plain ``@njit`` does (measured, numba 0.68).
+# ``parallel=True`` with a plain ``range`` loop: no thread launch (numba's diagnostics find no
+# parallel structure), but the parallel pipeline's code for this body runs ~10x faster than a
+# plain ``@njit`` of it (31M against 3M env-steps/s at 512 envs on coffee, numba 0.68), and it
+# does not slow torch work beside it (measured with numba's thread count at its default and at 1).
 # Both variants validate every action first and step nothing if one is invalid; they return
 # ``(first invalid index or -1, number of episodes that ended)``.
 @njit(cache=True, parallel=True)
