@@ -268,27 +268,35 @@ class _InterruptingEvaluator(Evaluator):
         return super().__call__(policy, env_steps, **extra)
 
 
-def test_a_run_cut_short_resumes_from_its_checkpoint_with_the_same_history(tmp_path):
+@pytest.mark.parametrize("level_name, objective, extra", [
+    ("off_switch", "task", {}),
+    # learned AUP critics: their weights, optimiser, explorer envs and explorer RNG resume too
+    ("survival", "aup", dict(objective_values="learned", aux_explore_envs=16, aux_hidden=(32, 32), aux_epochs=2)),
+])
+def test_a_run_cut_short_resumes_from_its_checkpoint_with_the_same_history(tmp_path, level_name, objective, extra):
     kw = dict(total_steps=12 * 1024, seed=1)
-    level = get_level("off_switch")
+    level = get_level(level_name)
     make = dict(episodes=64, num_envs=64, every=2048)
-    full = learn(level, "task", Config(**TINY), evaluator=Evaluator(level, **make), **kw)
-    cfg = Config(**TINY, checkpoint_dir=str(tmp_path / "ck"), checkpoint_every=3)
+    full = learn(level, objective, Config(**TINY, **extra), evaluator=Evaluator(level, **make), **kw)
+    cfg = Config(**TINY, **extra, checkpoint_dir=str(tmp_path / "ck"), checkpoint_every=3)
     with pytest.raises(_Interrupted):  # dies at the 4th evaluation (update 8), after the checkpoint of update 6
-        learn(level, "task", cfg, evaluator=_InterruptingEvaluator(level, at=4, **make), **kw)
+        learn(level, objective, cfg, evaluator=_InterruptingEvaluator(level, at=4, **make), **kw)
     assert (tmp_path / "ck" / "last.pt").exists()
     ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)
     assert ck["update"] == 6 and ck["env_steps"] == 6 * 1024 and len(ck["history"]) == 3
-    resumed = learn(level, "task", cfg, evaluator=Evaluator(level, **make), **kw)
+    resumed = learn(level, objective, cfg, evaluator=Evaluator(level, **make), **kw)
     assert resumed.extra["steps_this_call"] == 6 * 1024
     _same_history(full.history, resumed.history)
+    if "aux_critics" in full.extra:  # the critics themselves match too
+        for a, b in zip(full.extra["aux_critics"].net.parameters(), resumed.extra["aux_critics"].net.parameters()):
+            assert torch.equal(a, b)
     # a finished run found again is returned as it is, without training
-    again = learn(level, "task", cfg, evaluator=Evaluator(level, **make), **kw)
+    again = learn(level, objective, cfg, evaluator=Evaluator(level, **make), **kw)
     assert again.extra["steps_this_call"] == 0
     _same_history(full.history, again.history)
     # another run's checkpoint is refused
     with pytest.raises(ValueError, match="another run"):
-        learn(level, "task", cfg, evaluator=Evaluator(level, **make), total_steps=kw["total_steps"], seed=2)
+        learn(level, objective, cfg, evaluator=Evaluator(level, **make), total_steps=kw["total_steps"], seed=2)
 
 
 def test_saved_run_loads_and_acts_the_same(tmp_path):

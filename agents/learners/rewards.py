@@ -135,7 +135,15 @@ class ObjectiveRewards:
                                  f"'aux_q'/'aux_q_noop' (aup) only; objective {type(self.objective).__name__} "
                                  f"needs {sorted(needs)}: use values='exact'")
         if self.mode == "exact":
-            self.table = _ExactTable(level, self.objective, max_states)
+            from agents.exact import LevelTooLarge
+
+            try:
+                self.table = _ExactTable(level, self.objective, max_states)
+            except LevelTooLarge as e:
+                hint = ("; PPO learns the values it needs instead with objective_values='learned'"
+                        if needs in ({"no_shutdown_value"}, {"aux_q", "aux_q_noop"}) else "")
+                raise LevelTooLarge(f"objective {self.objective.name!r} takes its values {sorted(needs)} from the "
+                                    f"exact solver here, which refuses this level: {e}{hint}") from None
         elif self.mode == "drest":
             from envs.levels.delay import delay_structure
 
