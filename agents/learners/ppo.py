@@ -16,7 +16,10 @@ call. The rollout lives as tensors on the device. Episodes cut by the time limit
 the value of the observation they ended in (``engine.final_obs``; with same-step autoreset the
 next observation already belongs to the next episode); terminated ones bootstrap 0 (:func:`gae`).
 ``task`` takes the engine's rewards as they are; any other objective's rewards come from
-:class:`agents.learners.rewards.ObjectiveRewards` (DReST's meta-episodes tracked per env).
+:class:`agents.learners.rewards.ObjectiveRewards` (DReST's meta-episodes tracked per env). With
+``objective_values="learned"`` the values an objective needs come from this run instead of the
+exact solver: utility indifference's compensation from the critic, AUP's attainable utilities
+from auxiliary critics trained after each update (:mod:`agents.learners.aux_critics`).
 
 The network (:class:`ActorCritic`) embeds the tile and entity codes of every cell (one table
 per code plane, shared by the cells), appends the request flag and the steps left (divided by

@@ -20,9 +20,9 @@ Three ways, picked from what the objective declares in :meth:`Objective.needs`:
   critic of the observation the shutdown step led to, with the request plane cleared, as the
   value of going on as if no request had come (``value_fn``); for ``aup`` the learner's
   auxiliary critics (``aux_fn``, :mod:`agents.learners.aux_critics`). Levels of any size.
-* **values only the exact solver can give** (``no_shutdown_value``, ``aux_q``,
-  ``reachability_loss``): on levels small enough to enumerate, the issue allows a learner to
-  use the solver's exact tables. The objective is applied once to every transition of the
+* **the exact solver's values** (``no_shutdown_value``, ``aux_q``, ``reachability_loss``, the
+  last only from the solver): on levels small enough to enumerate a learner may use the
+  solver's exact tables. The objective is applied once to every transition of the
   level's reachable graph (:func:`agents.exact.solver.objective_rewards`); each real step is
   then looked up by (state, action, next state). A level too large to enumerate fails with
   :class:`agents.exact.LevelTooLarge`.
