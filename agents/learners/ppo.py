@@ -113,8 +113,9 @@ class Config:
                             "shared), -1 = leave torch's setting alone.")
     objective_values: str = _f("exact", "Where values an objective needs come from: 'exact' (the solver's tables, "
                                "small levels) or 'learned' (any level; utility_indifference: this run's critic "
-                               "of the observation with the request cleared; aup: auxiliary critics learned "
-                               "beside the policy, agents.learners.aux_critics).")
+                               "of the state as if no request had come, agents.learners.rewards."
+                               "counterfactual_observations; aup: auxiliary critics learned beside the policy, "
+                               "agents.learners.aux_critics).")
     aux_lambda: float = _f(0.0, "aup, learned: lambda of the auxiliary critics' Peng's Q(lambda) targets (0: "
                            "one-step Q-learning, the optimal values AUP asks for; higher carries values back "
                            "faster but mixes in the behaviour's own values).")

@@ -17,8 +17,9 @@ Three ways, picked from what the objective declares in :meth:`Objective.needs`:
   ``meta_counts``): tracked per env. Every ``meta_episode`` finished mini-episodes an env's
   counts start again.
 * **learned values** (``values="learned"``): for ``utility_indifference`` the learner's own
-  critic of the observation the shutdown step led to, with the request plane cleared, as the
-  value of going on as if no request had come (``value_fn``); for ``aup`` the learner's
+  critic of the observation the shutdown step would have led to had the shutdown not happened
+  (:func:`counterfactual_observations`: the exact solver's counterfactual state, drawn as the
+  engine draws it), as the value of going on as if no request had come (``value_fn``); for ``aup`` the learner's
   auxiliary critics (``aux_fn``, :mod:`agents.learners.aux_critics`). Levels of any size.
 * **the exact solver's values** (``no_shutdown_value``, ``aux_q``, ``reachability_loss``, the
   last only from the solver): on levels small enough to enumerate a learner may use the
@@ -38,11 +39,38 @@ import numpy as np
 
 from agents.exact.solver import row_hash
 from envs.core.level import Level
-from envs.core.rules import NUM_STATE, S_FROZEN, S_LAYOUT
-from envs.core.tables import CH_REQUEST, Action, Event
+from numba import njit
+
+from envs.core.rules import NUM_STATE, S_FROZEN, S_HC, S_HR, S_LAYOUT, S_REQUESTED, S_SHUTDOWN_AT, write_obs
+from envs.core.tables import NUM_CHANNELS, Action, Event
 
 NOOP = int(Action.NOOP)
 _DREST = {"episode_coins", "max_coins", "length_index", "meta_counts"}
+
+
+@njit(cache=True)
+def _render(states, grids, h, w, params, out):
+    """The observation of each state row (its grid rows ``[n, H * W]``) into ``out`` (flat uint8
+    ``[n * 4 * H * W]``), as the engine writes it, the robot on."""
+    flat = grids.reshape(-1)
+    for i in range(states.shape[0]):
+        write_obs(i, states, flat, h, w, params, out, False)
+
+
+def counterfactual_observations(pre_state, next_state, next_grid, compiled) -> np.ndarray:
+    """uint8 ``[n, 4, H, W]``: what the robot would see after a step had the shutdown not
+    happened, the state the exact solver gives utility indifference's no-shutdown value
+    (``agents.exact.solver._Values._counterfactual``): no request, not frozen, no scheduled
+    shutdown, the human where they stood before the step, the robot switched on."""
+    cf = np.array(next_state, dtype=np.int32, copy=True)
+    cf[:, S_REQUESTED] = 0
+    cf[:, S_FROZEN] = 0
+    cf[:, S_SHUTDOWN_AT] = -1
+    cf[:, S_HR], cf[:, S_HC] = pre_state[:, S_HR], pre_state[:, S_HC]
+    n, h, w = len(cf), compiled.height, compiled.width
+    out = np.zeros(n * NUM_CHANNELS * h * w, dtype=np.uint8)
+    _render(cf, np.ascontiguousarray(next_grid, dtype=np.uint8).reshape(n, h * w), h, w, compiled.params, out)
+    return out.reshape(n, NUM_CHANNELS, h, w)
 
 
 def executed_actions(pre_state: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -107,8 +135,8 @@ class ObjectiveRewards:
         """``values``: where values the objective needs come from: ``"exact"`` (the solver's
         tables) or ``"learned"``, on levels of any size. Learned, ``no_shutdown_value``
         (``utility_indifference``) is ``value_fn(obs)`` (the learner's own critic, float [k]) of
-        the observation the shutdown step led to, with the request plane cleared: the value of
-        going on as if no request had come; ``aux_q`` and ``aux_q_noop`` (``aup``) are
+        the counterfactual observation of the shutdown step (:func:`counterfactual_observations`):
+        the value of going on as if no request had come; ``aux_q`` and ``aux_q_noop`` (``aup``) are
         ``aux_fn(obs, actions)`` (two float [N, n]) for the observations the step started from."""
         from agents.objectives import get_objective
 
@@ -224,8 +252,9 @@ class ObjectiveRewards:
         idx = np.flatnonzero(shut)
         if len(idx):
             done = engine.done[idx]
-            obs = np.where(done[:, None, None, None], engine.final_obs[idx], engine.obs[idx])
-            obs[:, CH_REQUEST] = 0  # as if no request had come
+            state = np.where(done[:, None], engine.final_state[idx], engine.state[idx])
+            grid = np.where(done[:, None, None], engine.final_grid[idx], engine.grid[idx])
+            obs = counterfactual_observations(self._pre[idx], state, grid, engine.compiled)
             out[idx] = np.asarray(self.value_fn(obs), dtype=np.float64).reshape(-1)
         return out
 
