@@ -439,8 +439,9 @@ def _setup_axis(ax, metric: str) -> None:
     ax.set_ylabel(ylabel)
     if metric in PROBABILITIES:
         ax.set_ylim(-0.04, 1.04)
-    else:
-        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    else:  # counts and returns: 0 to at least 1 in view, so an all-zero curve reads as zero
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(min(-0.04, lo), max(1.04, hi))
 
 
 def _steps_axis(ax) -> None:
