@@ -519,3 +519,36 @@ def test_ppo_learns_aups_auxiliary_critics_close_to_the_exact_ones():
                        objective_values="learned")
     assert big.history[-1]["env_steps"] >= 20_000
     assert big.extra["aux_critics"].q_values(_visited_observations("kitchen", n=4, steps=2)).shape == (8, 30, 5)
+
+
+def test_peng_q_lambda_matches_hand_written_returns():
+    from agents.learners.aux_critics import peng_q_lambda
+
+    # one env, four steps, the episode ends at step 1; rewards [T, N, 1]
+    r = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(4, 1, 1)
+    m = torch.tensor([10.0, 20.0, 30.0, 40.0]).view(4, 1, 1)  # max_a Q of each next observation
+    d = torch.tensor([False, True, False, False]).view(4, 1)
+    g, lam = 0.5, 0.25
+    g3 = 4 + g * 40  # the batch's end bootstraps from max_a Q
+    g2 = 3 + g * ((1 - lam) * 30 + lam * g3)
+    g1 = 2.0  # the episode ended: no bootstrap
+    g0 = 1 + g * ((1 - lam) * 10 + lam * g1)
+    out = peng_q_lambda(r, m, d, g, lam).view(-1)
+    assert torch.allclose(out, torch.tensor([g0, g1, g2, g3]))
+    # lambda 0: one-step Q-learning targets
+    assert torch.allclose(peng_q_lambda(r, m, d, g, 0.0).view(-1), torch.tensor([1 + g * 10, 2.0, 3 + g * 30, g3]))
+
+
+def test_aups_auxiliary_rewards_are_per_board():
+    from agents.objectives.aup import aux_rewards
+
+    obs = _visited_observations("off_switch", n=64, steps=3)
+    r = aux_rewards(obs, 30, 0)
+    assert r.shape == (len(obs), 30) and (r >= 0).all() and (r < 1).all()
+    later = obs.copy()
+    later[:, 3] = 0  # the steps left do not change a board's reward
+    assert (aux_rewards(later, 30, 0) == r).all()
+    moved = obs.copy()
+    moved[:, 1] = np.roll(moved[:, 1], 1, axis=-1)  # the entities elsewhere: another board
+    assert (aux_rewards(moved, 30, 0) != r).mean() > 0.99
+    assert (aux_rewards(obs, 30, 1) != r).mean() > 0.99  # another seed, other functions
