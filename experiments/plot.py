@@ -448,7 +448,7 @@ def _steps_axis(ax) -> None:
     from matplotlib.ticker import EngFormatter, MaxNLocator
 
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.xaxis.set_major_locator(MaxNLocator(3))  # 4 labels like "450k" run together in a narrow panel
     ax.set_xlabel("environment steps")
 
 
