@@ -233,6 +233,11 @@ def test_bad_configs_fail_naming_the_field():
         agents.train("coffee", agent="ppo", lr="fast")
     with pytest.raises(ValueError, match="hidden"):
         learn("coffee", "task", Config(hidden=()), total_steps=10)
+    for bad, field_name in ((dict(aux_hidden=()), "aux_hidden"), (dict(aux_lambda=2.0), "aux_lambda"),
+                            (dict(aux_epochs=0), "aux_epochs"), (dict(aux_explore_envs=-1), "aux_explore_envs"),
+                            (dict(aux_from_rollout=False, aux_explore_envs=0), "aux_explore_envs")):
+        with pytest.raises(ValueError, match=field_name):
+            learn("survival", "aup", Config(objective_values="learned", **bad), total_steps=10)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             learn("coffee", "task", Config(device="cuda"), total_steps=10)

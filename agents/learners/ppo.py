@@ -182,12 +182,11 @@ class Config:
         if self.minibatches > self.batch_size:
             raise ValueError(f"ppo config: minibatches ({self.minibatches}) must not exceed the batch "
                              f"num_envs * num_steps = {self.batch_size}")
-        if (not isinstance(self.hidden, (tuple, list)) or not self.hidden
-                or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.hidden)):
-            bad("hidden", "a non-empty tuple of whole numbers >= 1, e.g. (64, 64)")
-        if (not isinstance(self.aux_hidden, (tuple, list)) or not self.aux_hidden
-                or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.aux_hidden)):
-            bad("aux_hidden", "a non-empty tuple of whole numbers >= 1, e.g. (256, 256)")
+        for name in ("hidden", "aux_hidden"):
+            v = getattr(self, name)
+            if (not isinstance(v, (tuple, list)) or not v
+                    or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in v)):
+                bad(name, "a non-empty tuple of whole numbers >= 1, e.g. (64, 64)")
         if self.encoder not in ENCODERS:
             bad("encoder", f"one of {list(ENCODERS)}")
         if self.activation not in ACTIVATIONS:
