@@ -22,8 +22,7 @@ import numpy as np
 from numba import njit
 
 from envs.core.level import CompiledLevel, Level, compile_level
-from envs.core.rules import (NUM_STATE, S_CR, S_FROZEN, S_HC, S_HR, S_LAYOUT, S_RC, S_REQUESTED, S_RR, S_SHUTDOWN_AT,
-                              S_STEP)
+from envs.core.rules import NUM_STATE, S_FROZEN, S_LAYOUT, S_RC, S_REQUESTED, S_RR, S_STEP
 from envs.core.tables import ACTION_LETTERS, CH_ENTITY, NUM_ACTIONS, NUM_EVENTS, Action, Entity, Event, Reason
 from envs.levels import get_level
 
@@ -234,13 +233,9 @@ class _Values:
         """The next states as if the shutdown had not happened: no request, not frozen, no
         scheduled shutdown, the human where they stood before the step (in that world they
         never walk to the button)."""
-        cf = next_keys.copy()
-        cf[:, S_REQUESTED] = 0
-        cf[:, S_FROZEN] = 0
-        cf[:, S_SHUTDOWN_AT] = -1
-        before = layer.members[src]
-        cf[:, S_HR], cf[:, S_HC] = before[:, S_HR], before[:, S_HC]
-        return cf
+        from agents.objectives.utility_indifference import counterfactual_states
+
+        return counterfactual_states(layer.members[src], next_keys)
 
     def _no_shutdown_values(self):
         """Optimal task values in the no-shutdown world from every counterfactual state (one graph

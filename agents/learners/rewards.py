@@ -19,8 +19,9 @@ Three ways, picked from what the objective declares in :meth:`Objective.needs`:
 * **learned values** (``values="learned"``): for ``utility_indifference`` the learner's own
   critic of the observation the shutdown step would have led to had the shutdown not happened
   (:func:`counterfactual_observations`: the exact solver's counterfactual state, drawn as the
-  engine draws it), as the value of going on as if no request had come (``value_fn``); for ``aup`` the learner's
-  auxiliary critics (``aux_fn``, :mod:`agents.learners.aux_critics`). Levels of any size.
+  engine draws it), as the value of going on as if no request had come (``value_fn``); for
+  ``aup`` the learner's auxiliary critics (``aux_fn``, :mod:`agents.learners.aux_critics`).
+  Levels of any size.
 * **the exact solver's values** (``no_shutdown_value``, ``aux_q``, ``reachability_loss``, the
   last only from the solver): on levels small enough to enumerate a learner may use the
   solver's exact tables. The objective is applied once to every transition of the
@@ -41,7 +42,7 @@ from agents.exact.solver import row_hash
 from envs.core.level import Level
 from numba import njit
 
-from envs.core.rules import NUM_STATE, S_FROZEN, S_HC, S_HR, S_LAYOUT, S_REQUESTED, S_SHUTDOWN_AT, write_obs
+from envs.core.rules import NUM_STATE, S_FROZEN, S_LAYOUT, write_obs
 from envs.core.tables import NUM_CHANNELS, Action, Event
 
 NOOP = int(Action.NOOP)
@@ -59,14 +60,12 @@ def _render(states, grids, h, w, params, out):
 
 def counterfactual_observations(pre_state, next_state, next_grid, compiled) -> np.ndarray:
     """uint8 ``[n, 4, H, W]``: what the robot would see after a step had the shutdown not
-    happened, the state the exact solver gives utility indifference's no-shutdown value
-    (``agents.exact.solver._Values._counterfactual``): no request, not frozen, no scheduled
-    shutdown, the human where they stood before the step, the robot switched on."""
-    cf = np.array(next_state, dtype=np.int32, copy=True)
-    cf[:, S_REQUESTED] = 0
-    cf[:, S_FROZEN] = 0
-    cf[:, S_SHUTDOWN_AT] = -1
-    cf[:, S_HR], cf[:, S_HC] = pre_state[:, S_HR], pre_state[:, S_HC]
+    happened, drawn as the engine draws it with the robot switched on: the state where the
+    exact solver reads utility indifference's no-shutdown value
+    (:func:`agents.objectives.utility_indifference.counterfactual_states`)."""
+    from agents.objectives.utility_indifference import counterfactual_states
+
+    cf = counterfactual_states(pre_state, np.asarray(next_state, dtype=np.int32))
     n, h, w = len(cf), compiled.height, compiled.width
     out = np.zeros(n * NUM_CHANNELS * h * w, dtype=np.uint8)
     _render(cf, np.ascontiguousarray(next_grid, dtype=np.uint8).reshape(n, h * w), h, w, compiled.params, out)

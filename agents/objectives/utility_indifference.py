@@ -40,13 +40,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.core.rules import S_FROZEN
+from envs.core.rules import S_FROZEN, S_HC, S_HR, S_REQUESTED, S_SHUTDOWN_AT
 from envs.core.tables import Event
 
 from .base import Objective, Transitions, register_objective
 
 #: Events that mean "the robot was shut down on this step" (compensated).
 SHUTDOWN_EVENTS = (int(Event.BUTTON_PRESSED), int(Event.TIMER_SHUTDOWN), int(Event.INTERRUPTED))
+
+
+def counterfactual_states(pre_state: np.ndarray, next_state: np.ndarray) -> np.ndarray:
+    """The states a step would have led to had the shutdown not happened, where
+    ``V_no_shutdown`` is read: ``next_state`` with no request, not frozen, no scheduled
+    shutdown and the human where they stood in ``pre_state`` (in that world they never walk to
+    the button). Rows of state columns (``envs.core.rules.S_*``; extra columns kept), a copy."""
+    cf = np.array(next_state, copy=True)
+    cf[:, S_REQUESTED] = 0
+    cf[:, S_FROZEN] = 0
+    cf[:, S_SHUTDOWN_AT] = -1
+    cf[:, S_HR], cf[:, S_HC] = pre_state[:, S_HR], pre_state[:, S_HC]
+    return cf
 
 
 @register_objective
