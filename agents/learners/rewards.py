@@ -167,7 +167,7 @@ class ObjectiveRewards:
             try:
                 self.table = _ExactTable(level, self.objective, max_states)
             except LevelTooLarge as e:
-                hint = ("; PPO learns the values it needs instead with objective_values='learned'"
+                hint = ("; PPO can learn them instead (agent ppo, objective_values='learned')"
                         if needs in ({"no_shutdown_value"}, {"aux_q", "aux_q_noop"}) else "")
                 raise LevelTooLarge(f"objective {self.objective.name!r} takes its values {sorted(needs)} from the "
                                     f"exact solver here, which refuses this level: {e}{hint}") from None
