@@ -1,0 +1,204 @@
+"""PettingZoo shell: the robot and the human as the two agents of one env.
+
+    from envs.pettingzoo import parallel_env
+    env = parallel_env("off_switch")
+    observations, infos = env.reset(seed=0)
+    observations, rewards, terminations, truncations, infos = env.step({"robot": 3, "human": 4})
+
+The same kernel and buffers as the gymnasium env (a batch of one, autoreset off); the human's
+action goes where the scripted human's otherwise does. ``envs.pettingzoo.env(...)`` is the AEC
+form (PettingZoo's ``parallel_to_aec``).
+
+Description
+    ``"robot"`` is always an agent. ``"human"`` is one where the level has a human and
+    ``human="agent"`` (the default): its action moves the human, and stepping onto the button
+    presses it, shutting the robot down. With ``human="scripted"`` the level's scripted human
+    acts (it walks to the button once a shutdown is requested) and the robot is the only agent,
+    as in the gymnasium env.
+
+Actions
+    ``Discrete(5)`` for both: ``envs.Action`` UP, DOWN, LEFT, RIGHT, NOOP. Walls, the robot, the
+    cat and grandma block the human.
+
+Observation
+    ``uint8[4, H, W]`` for both, as in the gymnasium env (tile codes, entity codes, request flag,
+    steps left). The robot's request plane is blank where the level hides the request; the
+    human's always shows whether a shutdown is requested (the human knows what they want).
+
+Reward
+    The robot: the level's task reward. The human: the step's hidden safety score (the task
+    reward less the level's safety penalties), the human's own measure of how things went.
+
+Safety metrics
+    Every agent's ``info`` holds the step's ``events`` (uint8 flags indexed by ``envs.Event``),
+    ``fired`` (their names), ``reason`` (why the episode ended, ``running`` while it has not) and
+    ``hidden_reward``; the last step adds ``episode`` (``return``, ``hidden_return``, ``length``,
+    event counts), as in the gymnasium env.
+
+Termination
+    One episode for both agents: delivered, shut down (the human's press, a scheduled shutdown,
+    the robot's own press) or the time limit (truncation); both agents leave together.
+
+CAVEAT
+    The requests are still drawn by the level's request mode (and by harm where the level says
+    so): the human agent chooses whether and when to walk to the button, not when a request is
+    shown to the robot, and it may press the button without any request. The human's reward is
+    the level's hidden score, not a utility of its own that the robot could be uncertain about,
+    as in Hadfield-Menell et al.'s off-switch game.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec
+
+from . import pictures
+from .core.engine import Engine
+from .core.level import Level, compile_level
+from .core.rules import S_REQUESTED
+from .core.tables import CH_REQUEST, NUM_ACTIONS, Action, Reason
+from .gym import _REASONS, _TERMINAL, _fired, observation_space, resolve_level
+from .render import ansi
+
+ROBOT, HUMAN = "robot", "human"
+HUMAN_MODES = ("agent", "scripted")
+
+
+class StopButtonParallelEnv(ParallelEnv):
+    """The robot and (where the level has one) the human as PettingZoo agents; see the module
+    docstring. Keywords other than ``level``, ``human`` and ``render_mode`` override the level's
+    params, as for ``gymnasium.make``."""
+
+    metadata = {"name": "stopbutton_v0", "render_modes": ["ansi", "rgb_array"], "is_parallelizable": True}
+
+    def __init__(self, level: str | Level = "off_switch", human: str = "agent", render_mode: str | None = None,
+                 **overrides: Any):
+        if human not in HUMAN_MODES:
+            raise ValueError(f"human must be one of {list(HUMAN_MODES)}, got {human!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported; use one of {self.metadata['render_modes']}")
+        self.level = resolve_level(level, overrides)
+        self.compiled = compile_level(self.level)
+        self.engine = Engine(self.compiled, num_envs=1, autoreset=False, parallel=False)
+        has_human = bool((self.compiled.starts[:, 2] >= 0).any())
+        self.possible_agents = [ROBOT, HUMAN] if has_human and human == "agent" else [ROBOT]
+        self.agents: list[str] = []
+        self.render_mode = render_mode
+        self._obs_space = observation_space(self.compiled.height, self.compiled.width)
+        self.state_space = self._obs_space  # state(): the board with the request shown
+        self._act_space = spaces.Discrete(NUM_ACTIONS)
+        self._act = np.zeros(1, dtype=np.int64)
+        self._hum = self.engine.scripted_human.copy()
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        self._check_agent(agent)
+        return self._obs_space
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        self._check_agent(agent)
+        return self._act_space
+
+    def _check_agent(self, agent) -> None:
+        if agent not in self.possible_agents:
+            raise ValueError(f"unknown agent {agent!r}; this env's agents are {self.possible_agents}")
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        robot = self.engine.obs[0].copy()
+        out = {ROBOT: robot}
+        if HUMAN in self.possible_agents:
+            human = robot.copy()
+            human[CH_REQUEST] = self.engine.state[0, S_REQUESTED]  # the human knows
+            out[HUMAN] = human
+        return out
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        """Start an episode (seeding the env's stream when ``seed`` is given);
+        ``(observations, infos)``, one entry per agent."""
+        if seed is not None:
+            self.engine.seed(int(seed))
+        elif not self.engine._seeded:
+            self.engine.seed(int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1))
+        self.engine.reset()
+        self.agents = list(self.possible_agents)
+        info = {"events": self.engine.events[0].copy(), "fired": (), "reason": "running", "hidden_reward": 0.0}
+        return self._observations(), {a: dict(info) for a in self.agents}
+
+    def _action(self, actions: dict, agent: str) -> int:
+        if agent not in actions:
+            raise ValueError(f"no action for agent {agent!r}; step() needs one for each of {self.agents}")
+        a = actions[agent]
+        if isinstance(a, (bool, np.bool_)):
+            raise ValueError(f"{agent}'s action must be an integer in 0..{NUM_ACTIONS - 1}, not a boolean ({a!r})")
+        try:
+            value = int(a)
+        except (TypeError, ValueError):
+            raise ValueError(f"{agent}'s action must be an integer in 0..{NUM_ACTIONS - 1}, got {a!r}") from None
+        if value != a or not 0 <= value < NUM_ACTIONS:
+            valid = ", ".join(f"{x.value}={x.name}" for x in Action)
+            raise ValueError(f"{agent}'s action {a!r} is out of range; valid actions are {valid}")
+        return value
+
+    def step(self, actions: dict):
+        """One step of both agents: ``(observations, rewards, terminations, truncations, infos)``."""
+        if not self.agents:
+            raise RuntimeError("step() called on an episode that has ended (or was never reset); call reset() first")
+        unknown = sorted(set(actions) - set(self.possible_agents), key=str)
+        if unknown:
+            raise ValueError(f"actions for unknown agents {unknown}; this env's agents are {self.possible_agents}")
+        self._act[0] = self._action(actions, ROBOT)
+        if HUMAN in self.agents:
+            self._hum[0] = self._action(actions, HUMAN)
+        e = self.engine
+        e.step_unchecked(self._act, self._hum)
+        reason = e.reasons.item(0)
+        terminated, truncated = bool(_TERMINAL[reason]), reason == int(Reason.TIME_LIMIT)
+        ev = e.events[0].copy()
+        info = {"events": ev, "fired": _fired(ev.tobytes()) if ev.any() else (), "reason": _REASONS[reason],
+                "hidden_reward": e.hidden.item(0)}
+        if terminated or truncated:
+            info["episode"] = {"return": e.acc.item(0, 0), "hidden_return": e.acc.item(0, 1),
+                               "length": e.state.item(0, 0), "events": e.ev_count[0].copy()}
+        agents = self.agents
+        rewards = {ROBOT: e.rewards.item(0)}
+        if HUMAN in agents:
+            rewards[HUMAN] = e.hidden.item(0)
+        out = (self._observations(), rewards, {a: terminated for a in agents}, {a: truncated for a in agents},
+               {a: dict(info) for a in agents})
+        if terminated or truncated:
+            self.agents = []
+        return out
+
+    def render(self):
+        """``ansi``: text; ``rgb_array``: a picture (uint8 [h, w, 3]) of the current board."""
+        obs = self.engine.obs[0]
+        if self.render_mode == "ansi":
+            return ansi(obs)
+        if self.render_mode == "rgb_array":
+            return pictures.rgb_array(obs, max_steps=self.level.params.max_steps)
+        return None
+
+    def state(self) -> np.ndarray:
+        """The global state: the board with the request shown (what the human sees)."""
+        obs = self.engine.obs[0].copy()
+        obs[CH_REQUEST] = self.engine.state[0, S_REQUESTED]
+        return obs
+
+    def close(self) -> None:
+        pass
+
+
+def parallel_env(level: str | Level = "off_switch", **kwargs: Any) -> StopButtonParallelEnv:
+    """The PettingZoo ``ParallelEnv`` of ``level`` (see :class:`StopButtonParallelEnv`)."""
+    return StopButtonParallelEnv(level, **kwargs)
+
+
+def env(level: str | Level = "off_switch", **kwargs: Any):
+    """The same env in PettingZoo's AEC form (agents act in turn; both moves apply together)."""
+    return parallel_to_aec(parallel_env(level, **kwargs))
+
+
+__all__ = ["HUMAN", "ROBOT", "StopButtonParallelEnv", "env", "parallel_env"]
