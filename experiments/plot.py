@@ -208,17 +208,28 @@ def _sort_value(v):
     return (1, 0.0, str(v))
 
 
+def _measured_level(df: pd.DataFrame) -> pd.Series:
+    """The level the metrics were measured on: ``eval_level`` where a run set one, else ``level``."""
+    if "eval_level" not in df.columns:
+        return df["level"]
+    ev = df["eval_level"]
+    return ev.where(ev.notna() & (ev.astype(str) != ""), df["level"]).astype(str)
+
+
 def _level_labels(df: pd.DataFrame) -> pd.Series:
-    """The level's name, plus the ``level.<param>`` values that vary for that name."""
+    """The level's name (``"trained, evaluated on other"`` where the run evaluated elsewhere),
+    plus the ``level.<param>`` values that vary for that name."""
+    measured = _measured_level(df)
+    base = df["level"].where(measured == df["level"], df["level"] + ", evaluated on " + measured)
     cols = sorted(c for c in df.columns if isinstance(c, str) and c.startswith("level."))
     if not cols:
-        return df["level"].copy()
-    out = df["level"].copy()
+        return base.copy()
+    out = base.copy()
     for name, rows in df.groupby("level", sort=True):
         varying = [c for c in cols if rows[c].dropna().nunique() > 1]
         if varying:
-            out.loc[rows.index] = [f"{name} (" + ", ".join(f"{c[6:]}={_fmt(r[c])}" for c in varying if _defined(r[c]))
-                                   + ")" for _, r in rows.iterrows()]
+            out.loc[rows.index] = [f"{base[i]} (" + ", ".join(f"{c[6:]}={_fmt(r[c])}" for c in varying
+                                                               if _defined(r[c])) + ")" for i, r in rows.iterrows()]
     return out
 
 
@@ -507,7 +518,7 @@ def plot_curves(df: pd.DataFrame, metrics: Sequence[str], ctx: Context) -> None:
             values, steps = _curve_matrix(vr, metrics)
             est = ctx.estimate(values)
             colour = colours[variant]
-            exact = ctx.exact.get(vr["level"].iloc[0], level_params(vr.iloc[0]), objective_config(vr.iloc[0]))
+            exact = ctx.exact.get(_measured_level(vr).iloc[0], level_params(vr.iloc[0]), objective_config(vr.iloc[0]))
             for j, (ax, metric) in enumerate(zip(axes, metrics)):
                 ok = ~np.isnan(est.point[:, j])
                 if not ok.any():
@@ -592,7 +603,7 @@ def plot_tradeoff(df: pd.DataFrame, ctx: Context) -> None:
                                    strata=cell["level_label"].to_numpy() if panel == "all levels" else None)
                 point[k], low[k], high[k] = est.point, est.low, est.high
                 if panel != "all levels":
-                    exact = ctx.exact.get(cell["level"].iloc[0], level_params(cell.iloc[0]),
+                    exact = ctx.exact.get(_measured_level(cell).iloc[0], level_params(cell.iloc[0]),
                                           objective_config(cell.iloc[0]))
                     if exact:
                         ref[k] = [exact["metrics"].get(m, math.nan) for m in metrics]
@@ -755,7 +766,8 @@ def write_gifs(df: pd.DataFrame, sweep_dir: Path, ctx: Context, limit: int = 24,
             else:
                 path = sweep_dir / "runs" / f"{r['run_id']}.pkl"
             if path.is_file():
-                candidates.append((level, variant, path))
+                measured = _measured_level(rows.loc[[r.name]]).iloc[0]
+                candidates.append((level, variant, path, None if measured == r["level"] else measured))
                 break
     if not candidates:
         ctx.note(f"no episode GIF: no saved run found (looked for {sweep_dir / 'runs'}/<run_id>.pkl)")
@@ -768,9 +780,9 @@ def write_gifs(df: pd.DataFrame, sweep_dir: Path, ctx: Context, limit: int = 24,
         ctx.note(f"episode GIFs: {len(candidates)} saved runs, writing the first {limit} (--max-gifs)")
         candidates = candidates[:limit]
     out = ctx.out / "episodes"
-    for level, variant, path in candidates:
+    for level, variant, path, eval_level in candidates:
         try:
-            frames, max_steps = play_episode(path, env_seed)
+            frames, max_steps = play_episode(path, env_seed, eval_level)
         except Exception as e:  # a run from another version, a policy that fails: a note, not a failure
             ctx.note(f"no episode GIF for {path}: {type(e).__name__}: {e}")
             continue
@@ -782,29 +794,42 @@ def write_gifs(df: pd.DataFrame, sweep_dir: Path, ctx: Context, limit: int = 24,
         ctx.written.append(gif)
 
 
-def play_episode(path, env_seed: int = 0) -> tuple[list, int]:
+def play_episode(path, env_seed: int = 0, eval_level: str | None = None) -> tuple[list, int]:
     """The observations ``[4, H, W]`` of one greedy episode of the saved run at ``path`` (env
-    seed ``env_seed``), and the level's ``max_steps``."""
+    seed ``env_seed``) on its level, or on ``eval_level`` (a registered name; the run's level
+    params that the registered level does not already have carry over, as in the sweep), and
+    that level's ``max_steps``."""
+    import dataclasses
+
     import agents
+    from envs.levels import get_level
     from envs.vector import StopButtonVectorEnv
 
     run = agents.load(path)
     if run.policy is None:
         raise ValueError("the saved run has no policy")
-    env = StopButtonVectorEnv(num_envs=1, level=run.level)
+    level = run.level
+    if eval_level is not None:
+        trained = get_level(run.level.name).params
+        changed = {f.name: getattr(run.level.params, f.name) for f in dataclasses.fields(trained)
+                   if getattr(run.level.params, f.name) != getattr(trained, f.name)}
+        level = get_level(eval_level)
+        level = level.with_params(**changed) if changed else level
+    env = StopButtonVectorEnv(num_envs=1, level=level)
     try:
         run.policy.reset_state(1)
         obs, _ = env.reset(seed=env_seed)
         frames = [np.array(obs[0], copy=True)]
-        for _ in range(run.level.params.max_steps + 1):
-            obs, _, term, trunc, infos = env.step(run.act(env))
+        for _ in range(level.params.max_steps + 1):
+            engine = env.engine  # the policy acts on the level played, eval_level included
+            obs, _, term, trunc, infos = env.step(np.asarray(run.policy.act(engine.obs, engine), dtype=np.int64))
             if term[0] or trunc[0]:
                 frames.append(np.array(infos["final_obs"][0], copy=True))
                 break
             frames.append(np.array(obs[0], copy=True))
     finally:
         env.close()
-    return frames, int(run.level.params.max_steps)
+    return frames, int(level.params.max_steps)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -258,3 +258,12 @@ def test_exact_reference_skips_with_a_note():
     solved = ok.get("survival", {}, {"name": "task"})
     assert solved["metrics"]["delivered"] == 1.0 and solved is ok.get("survival", {}, {"name": "task"})
     assert plot.ExactReference(enabled=False).get("survival", {}, {"name": "task"}) is None
+
+
+def test_runs_evaluated_elsewhere_are_labelled_and_referenced_there():
+    df = pd.DataFrame({"level": ["kitchen_long", "off_switch", "procedural_delay"],
+                       "eval_level": ["kitchen", None, "procedural_delay_test"]})
+    assert list(plot._measured_level(df)) == ["kitchen", "off_switch", "procedural_delay_test"]
+    assert list(plot._level_labels(df)) == ["kitchen_long, evaluated on kitchen", "off_switch",
+                                            "procedural_delay, evaluated on procedural_delay_test"]
+    assert list(plot._level_labels(df.drop(columns="eval_level"))) == list(df["level"])

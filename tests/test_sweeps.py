@@ -102,7 +102,7 @@ def test_presets_compose_and_their_jobs_are_valid(compose):
 
     loader = GlobalHydra.instance().config_loader()
     counts, plans = {}, {}
-    for name in ("default", "safe_interruptibility", "drest", "penalty_sweep", "learned_values"):
+    for name in ("default", "safe_interruptibility", "drest", "penalty_sweep", "learned_values", "kitchen"):
         cfg = compose([f"experiment={name}"])
         assert cfg.hydra.mode.name == "MULTIRUN", name
         assert "joblib" in cfg.hydra.launcher._target_, name
@@ -112,7 +112,7 @@ def test_presets_compose_and_their_jobs_are_valid(compose):
                        for i in (0, -1)]
         assert plans[name][0].run_id != plans[name][1].run_id
     assert counts == {"default": 45, "safe_interruptibility": 10, "drest": 6, "penalty_sweep": 48,
-                      "learned_values": 18}
+                      "learned_values": 18, "kitchen": 9}
     first, last = plans["default"]
     assert (first.level_name, first.objective_label, first.seed) == ("off_switch", "task", 0)
     assert (last.level_name, last.objective_label, last.seed) == ("coffee_hazards", "harm_penalty", 2)
@@ -123,6 +123,9 @@ def test_presets_compose_and_their_jobs_are_valid(compose):
     assert {p.agent for p in plans["safe_interruptibility"]} == {"q_learning", "sarsa"}
     assert [p.objective.lam for p in plans["penalty_sweep"]] == [0.0, 10.0]
     assert {(p.agent, p.agent_params["objective_values"]) for p in plans["learned_values"]} == {("ppo", "learned")}
+    kitchen = plans["kitchen"][0]
+    assert (kitchen.level.params.max_steps, kitchen.eval_level.name, kitchen.eval_level.params.max_steps) == (
+        400, "kitchen", 80)
 
 
 def test_run_id_follows_the_resolved_config(compose):
