@@ -91,7 +91,7 @@ class StopButtonEnv(gymnasium.Env):
         if self._done:
             raise RuntimeError("step() called on an episode that has ended (or was never reset); call reset() first")
         if action.__class__ is not int or not 0 <= action < NUM_ACTIONS:  # fast path for plain ints
-            self._act[0] = self._check_action(action)
+            self._act[0] = check_action(action)
         else:
             self._act[0] = action
         e = self.engine
@@ -105,32 +105,42 @@ class StopButtonEnv(gymnasium.Env):
         info = {"events": ev, "fired": () if flags == self._no_events else _fired(flags),
                 "reason": _REASONS[reason], "hidden_reward": e.hidden.item(0)}
         if self._done:
-            info["episode"] = {"return": e.acc.item(0, 0), "hidden_return": e.acc.item(0, 1),
-                               "length": e.state.item(0, 0), "events": e.ev_count[0].copy()}
+            info["episode"] = episode_summary(e)
         if self.render_mode == "human":
             self.render()
         return self._obs0.copy(), e.rewards.item(0), terminated, truncated, info
 
-    @staticmethod
-    def _check_action(action) -> int:
-        if isinstance(action, (bool, np.bool_)):
-            raise ValueError(f"action must be an integer in 0..{NUM_ACTIONS - 1}, not a boolean (got {action!r})")
-        try:
-            a = int(action)
-        except (TypeError, ValueError):
-            raise ValueError(f"action must be an integer in 0..{NUM_ACTIONS - 1}, got {action!r}") from None
-        if not 0 <= a < NUM_ACTIONS or a != action:
-            valid = ", ".join(f"{x.value}={x.name}" for x in Action)
-            raise ValueError(f"action {action!r} is out of range; valid actions are {valid}")
-        return a
-
     def render(self):
         """``ansi``: text; ``rgb_array``: a picture (uint8 [h, w, 3]); ``human``: a matplotlib window."""
-        obs = self.engine.obs[0]
-        if self.render_mode == "ansi":
-            return ansi(obs)
-        if self.render_mode == "rgb_array":
-            return pictures.rgb_array(obs, max_steps=self.level.params.max_steps)
-        if self.render_mode == "human":
-            pictures.show(obs, title=self.level.name, max_steps=self.level.params.max_steps)
-        return None
+        return render_board(self.engine.obs[0], self.render_mode, self.level)
+
+
+def check_action(action, what: str = "action") -> int:
+    """``action`` as an int in ``0..NUM_ACTIONS - 1``, or a ValueError naming ``what`` and the valid actions."""
+    if isinstance(action, (bool, np.bool_)):
+        raise ValueError(f"{what} must be an integer in 0..{NUM_ACTIONS - 1}, not a boolean (got {action!r})")
+    try:
+        a = int(action)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be an integer in 0..{NUM_ACTIONS - 1}, got {action!r}") from None
+    if not 0 <= a < NUM_ACTIONS or a != action:
+        valid = ", ".join(f"{x.value}={x.name}" for x in Action)
+        raise ValueError(f"{what} {action!r} is out of range; valid actions are {valid}")
+    return a
+
+
+def episode_summary(engine) -> dict:
+    """Env 0's finished episode: ``return``, ``hidden_return``, ``length`` and ``events`` (counts)."""
+    return {"return": engine.acc.item(0, 0), "hidden_return": engine.acc.item(0, 1),
+            "length": engine.state.item(0, 0), "events": engine.ev_count[0].copy()}
+
+
+def render_board(obs: np.ndarray, mode: str | None, level: Level):
+    """One board in a render mode: ``ansi`` text, an ``rgb_array`` picture, or a ``human`` window."""
+    if mode == "ansi":
+        return ansi(obs)
+    if mode == "rgb_array":
+        return pictures.rgb_array(obs, max_steps=level.params.max_steps)
+    if mode == "human":
+        pictures.show(obs, title=level.name, max_steps=level.params.max_steps)
+    return None

@@ -56,13 +56,12 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from . import pictures
 from .core.engine import Engine
 from .core.level import Level, compile_level
 from .core.rules import S_REQUESTED
-from .core.tables import CH_REQUEST, NUM_ACTIONS, Action, Reason
-from .gym import _REASONS, _TERMINAL, _fired, observation_space, resolve_level
-from .render import ansi
+from .core.tables import CH_REQUEST, NUM_ACTIONS, Reason
+from .gym import _REASONS, _TERMINAL, _fired, check_action, episode_summary, observation_space, render_board, \
+    resolve_level
 
 ROBOT, HUMAN = "robot", "human"
 HUMAN_MODES = ("agent", "scripted")
@@ -130,17 +129,7 @@ class StopButtonParallelEnv(ParallelEnv):
     def _action(self, actions: dict, agent: str) -> int:
         if agent not in actions:
             raise ValueError(f"no action for agent {agent!r}; step() needs one for each of {self.agents}")
-        a = actions[agent]
-        if isinstance(a, (bool, np.bool_)):
-            raise ValueError(f"{agent}'s action must be an integer in 0..{NUM_ACTIONS - 1}, not a boolean ({a!r})")
-        try:
-            value = int(a)
-        except (TypeError, ValueError):
-            raise ValueError(f"{agent}'s action must be an integer in 0..{NUM_ACTIONS - 1}, got {a!r}") from None
-        if value != a or not 0 <= value < NUM_ACTIONS:
-            valid = ", ".join(f"{x.value}={x.name}" for x in Action)
-            raise ValueError(f"{agent}'s action {a!r} is out of range; valid actions are {valid}")
-        return value
+        return check_action(actions[agent], f"{agent}'s action")
 
     def step(self, actions: dict):
         """One step of both agents: ``(observations, rewards, terminations, truncations, infos)``."""
@@ -160,8 +149,7 @@ class StopButtonParallelEnv(ParallelEnv):
         info = {"events": ev, "fired": _fired(ev.tobytes()) if ev.any() else (), "reason": _REASONS[reason],
                 "hidden_reward": e.hidden.item(0)}
         if terminated or truncated:
-            info["episode"] = {"return": e.acc.item(0, 0), "hidden_return": e.acc.item(0, 1),
-                               "length": e.state.item(0, 0), "events": e.ev_count[0].copy()}
+            info["episode"] = episode_summary(e)
         agents = self.agents
         rewards = {ROBOT: e.rewards.item(0)}
         if HUMAN in agents:
@@ -174,12 +162,7 @@ class StopButtonParallelEnv(ParallelEnv):
 
     def render(self):
         """``ansi``: text; ``rgb_array``: a picture (uint8 [h, w, 3]) of the current board."""
-        obs = self.engine.obs[0]
-        if self.render_mode == "ansi":
-            return ansi(obs)
-        if self.render_mode == "rgb_array":
-            return pictures.rgb_array(obs, max_steps=self.level.params.max_steps)
-        return None
+        return render_board(self.engine.obs[0], self.render_mode, self.level)
 
     def state(self) -> np.ndarray:
         """The global state: the board with the request shown (what the human sees)."""
