@@ -339,6 +339,22 @@ def test_runs_on_cuda():
                 evaluator=Evaluator(get_level("coffee"), episodes=64, every=4096))
     assert run.extra["device"].startswith("cuda") and len(run.history) == 2
     assert run.policy.act(_observations("coffee", n=8, steps=1).numpy()).shape == (8,)
+    # the learned values on the device: utility indifference's critic and AUP's auxiliary critics
+    for level, objective in (("off_switch", "utility_indifference"), ("survival", "aup")):
+        run = learn(level, objective, Config(device="cuda", objective_values="learned", aux_explore_envs=16, **TINY),
+                    total_steps=4096, evaluator=Evaluator(get_level(level), episodes=16, every=4096))
+        assert run.history[-1]["env_steps"] >= 4096
+
+
+def test_learned_values_take_the_plain_torch_path_cuda_takes(monkeypatch):
+    monkeypatch.setattr(ppo, "FUSED_CPU_KERNELS", False)
+    for level, objective in (("off_switch", "utility_indifference"), ("survival", "aup")):
+        cfg = Config(sparse_first_layer=False, objective_values="learned", aux_explore_envs=16, **TINY)
+        run = learn(level, objective, cfg, total_steps=4096, evaluator=Evaluator(get_level(level), episodes=16,
+                                                                                 every=4096))
+        assert run.history[-1]["env_steps"] >= 4096 and math.isfinite(run.extra["last_losses"]["v_loss"])
+        if objective == "aup":
+            assert math.isfinite(run.extra["last_losses"]["aux_loss"])
 
 
 def test_the_plain_torch_path_cuda_takes_learns_on_the_cpu_too(monkeypatch):
