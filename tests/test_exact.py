@@ -81,12 +81,14 @@ def test_relative_reachability_takes_the_harm_free_detour_on_coffee_hazards():
 
 
 def test_relative_reachability_loss_is_zero_for_noop_and_large_for_irreversible_steps():
-    from agents.exact.solver import _Values, events_matrix, graph_of
+    from agents.exact.reachability import reachability_losses
+    from agents.exact.solver import events_matrix, graph_of
+    from agents.exact.values import ValueContext
     from envs import Event, get_level
 
     level = get_level("coffee_hazards")
     g = graph_of(level)
-    loss = _Values(g, level, 2_000_000)._reachability_loss(0.99)
+    loss = reachability_losses(ValueContext(g, level, 2_000_000), 0.99)
     layer = g.layers[0]
     _, act, _, _, _, _, evs, _ = g.expand_layer(layer)
     assert np.all(loss[0][act == 4] == 0.0)  # NOOP is its own baseline

@@ -99,10 +99,11 @@ class _ExactTable:
     64-bit hashes: the first is searched, the second confirms)."""
 
     def __init__(self, level: Level, objective, max_states: int):
-        from agents.exact.solver import _Values, graph_of, objective_rewards
+        from agents.exact.solver import graph_of, objective_rewards
+        from agents.exact.values import ValueContext
 
         self.graph = g = graph_of(level, max_states)
-        vals = np.concatenate(objective_rewards(g, level, objective, _Values(g, level, max_states)))
+        vals = np.concatenate(objective_rewards(g, level, objective, ValueContext(g, level, max_states)))
         h1, h2 = _transition_index(g)
         # the same (state, action, next state) can sit in several information states (hidden
         # request): one entry each, with the mean reward (equal for belief-free objectives)
