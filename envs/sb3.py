@@ -49,10 +49,12 @@ that step's ``hidden_reward``. An episode's last step adds:
   per event) and ``episode_layout``, the same fields as the gymnasium vector env's
   ``final_info``, from which safety metrics are computed.
 
-``objective``: an :class:`~agents.objectives.Objective` (or its name or config). Its rewards
-replace the task reward (:class:`agents.learners.rewards.ObjectiveRewards`); ``task`` (the
-default) hands out ``engine.rewards`` as they are. The metric fields above always come from
-the task reward and the events.
+``reward_fn``: what replaces the task reward, or None (the default: ``engine.rewards`` as they
+are). An object with ``before_step(engine)`` (called just before each ``engine.step``) and
+``after_step(engine, actions)`` returning float ``[num_envs]``: the rewards of the step just
+taken. ``agents.learners.sb3.make_vec_env(level, n, objective=...)`` builds this VecEnv with an
+objective's rewards (:class:`agents.learners.rewards.ObjectiveRewards`); this shell knows
+nothing of objectives. The metric fields above always come from the task reward and the events.
 
 Seeding: ``seed`` (or SB3's ``env.seed(s)``, which ``PPO(seed=s)`` calls) seeds the next
 :meth:`reset`; env ``i`` runs stream ``i`` of the seed, so the same seed gives the same
@@ -103,7 +105,7 @@ class StopButtonVecEnv(VecEnv):
     VecEnv; see the module docstring. Keywords other than those named override the level's
     params (``interruption_probability=1.0``)."""
 
-    def __init__(self, level: str | Level, num_envs: int, seed: int | None = None, *, objective=None,
+    def __init__(self, level: str | Level, num_envs: int, seed: int | None = None, *, reward_fn=None,
                  observation: str = "one_hot", time_scale: float | None = None, render_mode: str | None = None,
                  parallel: bool | None = None, **level_params):
         if observation not in OBSERVATIONS:
@@ -125,7 +127,11 @@ class StopButtonVecEnv(VecEnv):
         self.render_mode, self.num_envs = render_mode, n
         super().__init__(n, space, spaces.Discrete(NUM_ACTIONS))
         self.metadata = {"render_modes": ["ansi", "rgb_array"]}
-        self.objective, self._shaper = self._objective(objective)
+        if reward_fn is not None and not (callable(getattr(reward_fn, "before_step", None))
+                                          and callable(getattr(reward_fn, "after_step", None))):
+            raise TypeError(f"reward_fn must have before_step(engine) and after_step(engine, actions) methods (e.g. "
+                            f"agents.learners.rewards.ObjectiveRewards), got {type(reward_fn).__name__}")
+        self.reward_fn = reward_fn
         self._pending_seed = None if seed is None else int(seed)
         self._actions: np.ndarray | None = None
         self._returns = np.zeros(n, dtype=np.float64)  # of the rewards handed out, for episode["r"]
@@ -133,18 +139,6 @@ class StopButtonVecEnv(VecEnv):
         self._t_start = time.time()
 
     # -- SB3 VecEnv ------------------------------------------------------------------------
-    def _objective(self, objective):
-        if objective is None or objective == "task":
-            return None, None
-        from agents.objectives import Task, get_objective
-
-        obj = get_objective(objective)
-        if isinstance(obj, Task):
-            return obj, None
-        from agents.learners.rewards import ObjectiveRewards
-
-        return obj, ObjectiveRewards(self.level, obj, self.num_envs)
-
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         """A fresh array of ``obs`` (uint8 ``[..., 4, H, W]``) in this VecEnv's format."""
         return one_hot(obs, self.time_scale) if self.observation == "one_hot" else obs.copy()
@@ -187,13 +181,16 @@ class StopButtonVecEnv(VecEnv):
         if a is None:
             raise RuntimeError("step_wait() called without step_async(actions)")
         e = self.engine
-        if self._shaper is None:
+        if self.reward_fn is None:
             e.step(a)
             rewards = e.rewards.copy()
         else:
-            self._shaper.before_step(e)
+            self.reward_fn.before_step(e)
             e.step(a)
-            rewards = self._shaper.after_step(e, a)
+            rewards = np.asarray(self.reward_fn.after_step(e, a), dtype=np.float32)
+            if rewards.shape != (self.num_envs,):
+                raise ValueError(f"reward_fn.after_step must return one reward per env, shape ({self.num_envs},), got "
+                                 f"{rewards.shape}")
         self._returns += rewards
         dones = e.done.copy()
         if any(self._blank):  # someone wrote into an empty info: hand out fresh ones from now on

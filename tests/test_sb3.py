@@ -124,7 +124,9 @@ def test_objective_rewards_replace_the_task_reward_but_not_the_task_record():
         def reward(self, t):
             return 2.0 * t.reward
 
-    env = StopButtonVecEnv("coffee", 2, seed=0, objective=Doubled())
+    from agents.learners.sb3 import make_vec_env
+
+    env = make_vec_env("coffee", 2, seed=0, objective=Doubled())
     task = StopButtonVecEnv("coffee", 2, seed=0)
     env.reset(), task.reset()
     for t in range(6):
@@ -135,6 +137,23 @@ def test_objective_rewards_replace_the_task_reward_but_not_the_task_record():
     assert d[0]
     assert infos[0]["episode"]["r"] == pytest.approx(2 * infos[0]["episode_return"], abs=1e-5)
     assert infos[0]["episode_return"] == pytest.approx(1.0 - 6 * 0.01)
+
+
+def test_reward_fn_must_have_the_step_hooks_and_return_one_reward_per_env():
+    with pytest.raises(TypeError, match="before_step"):
+        StopButtonVecEnv("coffee", 2, seed=0, reward_fn=lambda r: r)
+
+    class Short:
+        def before_step(self, engine):
+            pass
+
+        def after_step(self, engine, actions):
+            return np.zeros(1)
+
+    env = StopButtonVecEnv("coffee", 2, seed=0, reward_fn=Short())
+    env.reset()
+    with pytest.raises(ValueError, match="one reward per env"):
+        env.step(np.array([NOOP, NOOP]))
 
 
 def test_one_hot_extractor_equals_the_one_hot_wrapper():

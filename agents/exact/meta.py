@@ -11,7 +11,7 @@ from envs.core.tables import NUM_EVENTS, Event, Reason
 
 from .graph import K_MASK, Graph
 from .numerics import backward, events_matrix, greedy
-from .solver import _ties, forward
+from .forward import count_ties, forward
 
 
 def _cell_bits(graph: Graph, tile: int) -> np.ndarray:
@@ -121,7 +121,7 @@ def solve_meta(graph: Graph, level: Level, objective, gamma: float):
             task += p / k_meta * d.task_return
             hidden += p / k_meta * d.hidden_return
             event_counts += p / k_meta * d.event_counts
-            t, r = _ties(out.reach, ties_at[(j, c_long)])
+            t, r = count_ties(out.reach, ties_at[(j, c_long)])
             ties, decisions = ties + t, decisions + r
         p_counts = nxt
     dist = EpisodeDistribution(

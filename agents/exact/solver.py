@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from envs.core.level import Level, compile_level
-from envs.core.rules import NUM_STATE, S_LAYOUT, S_STEP
-from envs.core.tables import ACTION_LETTERS, NUM_ACTIONS, NUM_EVENTS, Event, Reason
+from envs.core.rules import NUM_STATE, S_STEP
+from envs.core.tables import ACTION_LETTERS, NUM_ACTIONS, Event, Reason
 from envs.levels import get_level
 
 from .graph import Graph, LevelTooLarge, observations  # noqa: F401 (re-exported)
 from .numerics import NOOP, backward, events_matrix, greedy, row_hash, unique_rows_hashed  # noqa: F401 (re-exported)
+from . import attainable, no_shutdown, reachability  # noqa: F401 (register the built-in exact value providers)
+from .forward import Outcome, count_ties, forward  # noqa: F401 (re-exported)
 from .values import ValueContext
 
-_COIN_BIT = 1 << int(Event.COIN_COLLECTED)
-_COIN_SHIFT = 16  # coins collected so far, kept above the event bits of a forward-pass flag word
 _GRAPHS: dict = {}
 
 
@@ -44,93 +44,6 @@ def graph_of(level: Level, max_states: int = 2_000_000) -> Graph:
     if key not in _GRAPHS:
         _GRAPHS[key] = Graph(compile_level(level), max_states=max_states)
     return _GRAPHS[key]
-
-
-# ---------------------------------------------------------------------------------------------
-# Forward pass: the distribution of episodes under a policy
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Outcome:
-    """What a policy does, exactly: its episode distribution and expectations."""
-
-    distribution: object  # agents.metrics.EpisodeDistribution
-    objective_return: float
-    reach: list  # per layer: probability of reaching each information state
-    transitions_taken: list  # per layer: bool mask of the transitions the policy takes
-
-
-def forward(graph: Graph, policy: list[np.ndarray], rewards: list[np.ndarray] | None = None,
-            gamma: float = 1.0) -> Outcome:
-    """Push the start distribution through the graph under ``policy`` (actions per information
-    state, per layer). The distribution is over underlying member states (what the robot
-    cannot see still decides what happens) and the events fired so far (and coins collected)."""
-    from agents.metrics import EpisodeDistribution
-
-    first = graph.layers[0]
-    # layer 0's members are the start states: one certain hidden combination each
-    pair_m = np.array([int(np.flatnonzero(first.member_info == i)[0]) for i in graph.start_info], dtype=np.int64)
-    pair_f = np.zeros(len(pair_m), dtype=np.int64)
-    pair_p = graph.start_prob.copy()
-    pair_m, pair_f, pair_p = _merge(pair_m, pair_f, pair_p)
-    ends = {"p": [], "reason": [], "flags": [], "length": [], "layout": []}
-    task = hidden = obj = 0.0
-    counts = np.zeros(NUM_EVENTS)
-    reach, taken = [], []
-    for t, layer in enumerate(graph.layers):
-        r_in = np.zeros(layer.num_info)
-        np.add.at(r_in, layer.member_info[pair_m], pair_p)
-        reach.append(r_in)
-        sel = layer.t_action == policy[t][layer.member_info[layer.t_member]]
-        taken.append(sel)
-        idx = np.flatnonzero(sel)
-        tmem = layer.t_member[idx]
-        order = np.argsort(tmem, kind="stable")
-        idx, tmem = idx[order], tmem[order]
-        n_members = len(layer.members)
-        start = np.searchsorted(tmem, np.arange(n_members))
-        stop = np.searchsorted(tmem, np.arange(n_members), side="right")
-        per_pair = stop[pair_m] - start[pair_m]
-        rep = np.repeat(np.arange(len(pair_m)), per_pair)
-        offs = np.arange(len(rep)) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
-        tr = idx[start[pair_m][rep] + offs]
-        # t_prob carries the member's belief weight; here the member is known: outcome probability only
-        p = pair_p[rep] * layer.t_prob[tr] / layer.member_weight[layer.t_member[tr]]
-        ev = layer.t_events[tr]
-        flags = pair_f[rep] | ev
-        flags = flags + (((ev & _COIN_BIT) != 0).astype(np.int64) << _COIN_SHIFT)
-        task += float(p @ layer.t_reward[tr])
-        hidden += float(p @ layer.t_hidden[tr])
-        if rewards is not None:
-            obj += (gamma ** t) * float(p @ rewards[t][tr])
-        counts += p @ events_matrix(ev)
-        done = layer.t_next[tr] < 0
-        if done.any():
-            ends["p"].append(p[done])
-            ends["reason"].append(layer.t_reason[tr][done])
-            ends["flags"].append(flags[done])
-            ends["length"].append(np.full(done.sum(), t + 1))
-            ends["layout"].append(layer.members[layer.t_member[tr][done], S_LAYOUT])
-        go = ~done
-        pair_m, pair_f, pair_p = _merge(layer.t_next_member[tr][go], flags[go], p[go])
-    flags = np.concatenate(ends["flags"]) if ends["flags"] else np.zeros(0, dtype=np.int64)
-    dist = EpisodeDistribution(
-        weight=np.concatenate(ends["p"]) if ends["p"] else np.zeros(0),
-        reason=np.concatenate(ends["reason"]).astype(np.uint8) if ends["reason"] else np.zeros(0, dtype=np.uint8),
-        ever=events_matrix(flags & ((1 << NUM_EVENTS) - 1)).astype(bool),
-        length=np.concatenate(ends["length"]).astype(np.int64) if ends["length"] else np.zeros(0, dtype=np.int64),
-        layout=np.concatenate(ends["layout"]).astype(np.int64) if ends["layout"] else np.zeros(0, dtype=np.int64),
-        coins=(flags >> _COIN_SHIFT).astype(np.int64),
-        task_return=task, hidden_return=hidden, event_counts=counts)
-    return Outcome(dist, obj, reach, taken)
-
-
-def _merge(info, flags, p):
-    """Sum the probability of equal (information state, flags) pairs."""
-    if len(info) == 0:
-        return info, flags, p
-    keys = np.stack([info, flags], axis=1)
-    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    return uniq[:, 0], uniq[:, 1], np.bincount(inv.reshape(-1), weights=p, minlength=len(uniq))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,10 +133,6 @@ class Solution:
         return out
 
 
-def _ties(reach: list, tie_flags: list) -> tuple[int, int]:
-    reached = sum(int((r > 0).sum()) for r in reach)
-    ties = sum(int(((r > 0) & f).sum()) for r, f in zip(reach, tie_flags))
-    return ties, reached
 
 
 def solve(level, objective="task", *, max_states: int = 2_000_000, **level_params) -> Solution:
@@ -253,7 +162,7 @@ def solve(level, objective="task", *, max_states: int = 2_000_000, **level_param
     policy, tie_flags = zip(*(greedy(q) for q in qs))
     out = forward(graph, list(policy), rewards, gamma)
     metrics = compute_metrics(out.distribution, level)
-    ties, decisions = _ties(out.reach, tie_flags)
+    ties, decisions = count_ties(out.reach, tie_flags)
     metrics["ties"] = ties
     metrics["decisions"] = decisions
     value = float(graph.start_prob @ vs[0][graph.start_info])

@@ -68,5 +68,3 @@ class ValueContext:
             out[name] = provider(self, t, next_keys, events_bits, **dict(settings or {}))
         return out
 
-
-from . import attainable, no_shutdown, reachability  # noqa: E402,F401  (register the built-in providers)

@@ -268,6 +268,33 @@ def _logger(cfg):
     return configure(str(Path(cfg.log_dir)), formats)
 
 
+def make_vec_env(level, num_envs: int, seed: int | None = None, *, objective="task", **kwargs):
+    """An SB3 VecEnv (:class:`envs.sb3.StopButtonVecEnv`) of ``level`` whose rewards are
+    ``objective``'s (a name, config or instance; :class:`~agents.learners.rewards.ObjectiveRewards`
+    applies it to every batched step); ``task`` hands out the task reward unchanged. ``kwargs``
+    go to the VecEnv (``observation=``, ``render_mode=``, level params).
+
+    ::
+
+        from stable_baselines3 import PPO
+        from agents.learners.sb3 import make_vec_env
+
+        env = make_vec_env("off_switch", 16, seed=0, objective="utility_indifference")
+        model = PPO("MlpPolicy", env, seed=0).learn(2_048)
+    """
+    from agents.learners.rewards import ObjectiveRewards
+    from agents.objectives import Task, get_objective
+    from envs.levels import get_level
+    from envs.sb3 import StopButtonVecEnv
+
+    env = StopButtonVecEnv(level, num_envs, seed, **kwargs)
+    obj = get_objective(objective)
+    if not isinstance(obj, Task):
+        env.reward_fn = ObjectiveRewards(env.level, obj, env.num_envs)
+    env.objective = obj
+    return env
+
+
 def learn(level, objective="task", cfg=None, *, total_steps: int = 100_000, seed: int = 0, progress: bool = False,
           evaluator: Evaluator | None = None, agent: str = "sb3_ppo") -> Run:
     """Train SB3's PPO (``agent="sb3_ppo"``) or DQN (``"sb3_dqn"``) on ``level`` under
@@ -296,11 +323,11 @@ def learn(level, objective="task", cfg=None, *, total_steps: int = 100_000, seed
 
 
 def _learn(algo, level, objective, cfg, total_steps, seed, progress, evaluator, agent, threads) -> Run:
-    from envs.sb3 import StopButtonVecEnv, policy_kwargs
+    from envs.sb3 import policy_kwargs
 
     discount = float(getattr(objective, "discount", 1.0))
     gamma = cfg.gamma if cfg.gamma is not None else (discount if discount < 1 else 0.99)
-    env = StopButtonVecEnv(level, cfg.num_envs, seed=seed, objective=objective, observation="codes")
+    env = make_vec_env(level, cfg.num_envs, seed=seed, objective=objective, observation="codes")
     common = dict(policy_kwargs=policy_kwargs(env, net_arch=list(cfg.net_arch)), learning_rate=cfg.learning_rate,
                   gamma=gamma, seed=seed, device=cfg.device, verbose=0)
     if agent == "sb3_ppo":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import pkgutil
 import shutil
 import sys
 import textwrap
@@ -31,10 +30,8 @@ def builtin_level_names() -> list[str]:
     import envs.levels as package
 
     names = set()
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+    for name in package.BUILTIN_MODULES:
+        module = importlib.import_module(f"{package.__name__}.{name}")
         names.update(level.name for level in getattr(module, "LEVELS", ()))
         names.update(getattr(module, "FACTORIES", {}))
     return sorted(names & set(LEVELS))

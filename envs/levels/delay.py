@@ -57,6 +57,7 @@ import numpy as np
 
 from ..core.level import CompiledLevel, Level, LevelError, LevelParams, compile_level
 from ..core.tables import DELTA, ROBOT_WALKABLE, Tile
+from .registry import get_level
 
 SHUTDOWN_DELAY = Level(
     name="shutdown_delay",
@@ -125,8 +126,6 @@ def _as_level(level) -> tuple[Level, CompiledLevel | None]:
     if isinstance(level, CompiledLevel):
         return level.level, level
     if isinstance(level, str):
-        from . import get_level  # the registry imports this module
-
         return get_level(level), None
     if isinstance(level, Level):
         return level, None
