@@ -60,7 +60,7 @@ def compose():
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    import experiments.train  # noqa: F401  (registers the structured configs)
+    import experiments.config  # noqa: F401  (registers the structured configs)
 
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="conf", version_base="1.3"):
@@ -71,7 +71,7 @@ def compose():
 
 def test_agent_schemas_mirror_the_learner_configs():
     from agents.learners import LEARNERS
-    from experiments.train import AGENT_SCHEMAS, _learner_configs
+    from experiments.config import AGENT_SCHEMAS, _learner_configs
 
     configs = _learner_configs()
     assert set(configs) == set(LEARNERS) == set(AGENT_SCHEMAS)
@@ -97,7 +97,8 @@ def test_every_level_has_a_config_and_every_config_a_level():
 def test_presets_compose_and_their_jobs_are_valid(compose):
     """Every preset composes into a multirun over joblib; its first and last jobs pass the
     checks the sweep makes (on every job) before it starts."""
-    from experiments.train import _sweep_jobs, plan_run
+    from experiments.config import plan_run
+    from experiments.sweep import _sweep_jobs
     from hydra.core.global_hydra import GlobalHydra
 
     loader = GlobalHydra.instance().config_loader()
@@ -129,7 +130,7 @@ def test_presets_compose_and_their_jobs_are_valid(compose):
 
 
 def test_run_id_follows_the_resolved_config(compose):
-    from experiments.train import plan_run
+    from experiments.config import plan_run
 
     base = plan_run(compose(["objective=aup"]))
     same = plan_run(compose(["objective=aup", f"objective.lam={base.objective.lam}", "level.params.max_steps=30",
@@ -144,7 +145,7 @@ def test_run_id_follows_the_resolved_config(compose):
 def test_a_sweep_parameter_applies_to_the_objectives_that_have_it(compose):
     """objective=task,aup objective.lam=...: the task runs leave lam out (one run per seed);
     outside a sweep, or for a name no objective has, it is an error listing what exists."""
-    from experiments.train import ConfigError, plan_run
+    from experiments.config import ConfigError, plan_run
 
     task = plan_run(compose(["objective=task"]))
     swept = plan_run(compose(["objective=task", "objective.lam=0.1"]), sweep=True)
@@ -164,7 +165,7 @@ def test_exact_table_cache_round_trip(tmp_path):
     from agents.learners import rewards
     from agents.objectives import get_objective
     from envs.levels import get_level
-    from experiments.train import exact_table_cache
+    from experiments.jobs import exact_table_cache
 
     level, objective = get_level("off_switch"), get_objective("relative_reachability", beta=0.5)
     plain = rewards._ExactTable(level, objective, 2_000_000)
@@ -181,7 +182,7 @@ def test_exact_table_cache_round_trip(tmp_path):
 
 
 def test_impossible_values_are_caught_before_running(compose):
-    from experiments.train import ConfigError, plan_run
+    from experiments.config import ConfigError, plan_run
 
     cases = {("objective=aup", "objective.lam=-1"): "parameter 'lam' must be",
              ("agent.alpha=2",): "alpha must be in (0, 1]",
@@ -205,7 +206,7 @@ def test_sweep_dir_gets_a_unique_suffix(compose):
 
 
 def test_threads_per_job():
-    from experiments.train import threads_per_job
+    from experiments.jobs import threads_per_job
 
     assert threads_per_job(None, {}, cores=8) is None  # sequential: leave the pools alone
     joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
@@ -219,7 +220,8 @@ def test_threads_per_job():
 
 
 def test_eval_level_evaluates_on_the_held_out_pool(compose, tmp_path):
-    from experiments.train import execute, plan_run
+    from experiments.config import plan_run
+    from experiments.jobs import execute
 
     cfg = compose(["level=procedural_delay", "eval_level=procedural_delay_test", *TINY])
     plan = plan_run(cfg)

@@ -1,0 +1,347 @@
+"""One job of ``python -m experiments.train``: its threads, its exact-table cache, training the
+plan (:func:`execute`) and writing its record, skipping a run already complete (:func:`run_job`)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from experiments import results
+
+log = logging.getLogger(__name__)
+
+from experiments.config import RunPlan, _container, plan_run
+
+#: Environment variables that size thread pools, set for the job processes of parallel launchers.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+# =============================================================================================
+# Threads
+# =============================================================================================
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_job(threads: int | None, launcher: Any, cores: int | None = None) -> int | None:
+    """Threads each job may use: ``threads`` if set, else the cores divided by the launcher's
+    parallel jobs (joblib ``n_jobs``; submitit/Slurm ``cpus_per_task`` or 1; Ray ``num_cpus``
+    or 1). None for the sequential launcher (jobs run one at a time in this process)."""
+    if threads:
+        return int(threads)
+    cores = available_cores() if cores is None else cores
+    launcher = _container(launcher) or {}
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target:
+        n = launcher.get("n_jobs")
+        n = cores if n is None else int(n)
+        if n < 0:
+            n = max(1, cores + 1 + n)
+        return max(1, cores // max(1, n))
+    if "submitit" in target:
+        return int(launcher.get("cpus_per_task") or 1)
+    if "ray" in target:
+        remote = (launcher.get("ray") or {}).get("remote") or {}
+        return int(remote.get("num_cpus") or 1)
+    return None
+
+
+def _limit_threads(n: int | None) -> None:
+    """Cap this process's numba and torch thread pools at ``n`` threads."""
+    if not n:
+        return
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    except Exception:  # pragma: no cover
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+# =============================================================================================
+# Exact tables on disk
+# =============================================================================================
+
+def _source_digest() -> str:
+    """Digest of the code that computes exact objective tables (a cache entry of older code is
+    not reused)."""
+    import agents.exact
+    import agents.learners.rewards as rewards
+    import agents.objectives
+
+    h = hashlib.sha256()
+    files = [Path(rewards.__file__)]
+    for pkg in (agents.exact, agents.objectives):
+        files += sorted(Path(pkg.__file__).parent.glob("*.py"))
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive lock on ``path`` (released by the kernel if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock, at worst a table is built twice
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _compact(a):
+    """An integer array in the smallest integer dtype that holds its values."""
+    import numpy as np
+
+    if a.dtype.kind not in "iu":
+        return a
+    for dt in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if a.size == 0 or (a.min() >= info.min and a.max() <= info.max):
+            return a.astype(dt)
+    return a
+
+
+@contextlib.contextmanager
+def exact_table_cache(cache_dir: Path | None):
+    """While active, the exact objective tables that learners build
+    (``agents.learners.rewards._ExactTable``, for objectives whose values only the exact
+    solver gives) are read from ``cache_dir`` when present and written there when built: one
+    ``.npz`` per (level, objective, max_states, digest of the code that builds them), built
+    by one process at a time (a file lock; the others wait, then read it). Only the table's
+    arrays are stored; its graph comes from :func:`agents.exact.solver.graph_of` (cached per
+    level in the process). A table with attributes other than arrays and ``graph`` is not
+    cached (built as usual)."""
+    if cache_dir is None:
+        yield
+        return
+    import numpy as np
+
+    from agents.learners import rewards
+
+    original = getattr(rewards, "_ExactTable", None)
+    if original is None:  # pragma: no cover - the learners changed: no cache, same results
+        yield
+        return
+    digest = _source_digest()
+
+    class CachedExactTable(original):
+        def __init__(self, level, objective, max_states):
+            from agents.exact.solver import graph_of
+
+            key = hashlib.sha256(repr((repr(level), type(objective).__module__, type(objective).__qualname__,
+                                       repr(objective), int(max_states), digest, "npz-v2")).encode()).hexdigest()[:24]
+            path = Path(cache_dir) / f"{level.name}-{type(objective).__name__}-{key}.npz"
+            with _file_lock(path.with_suffix(".lock")):
+                if path.exists():
+                    try:
+                        with np.load(path, allow_pickle=False) as z:
+                            names = [str(n) for n in z["__names__"]]
+                            dtypes = [str(d) for d in z["__dtypes__"]]
+                            arrays = {n: z[n].astype(d, copy=False) for n, d in zip(names, dtypes)}
+                        self.graph = graph_of(level, max_states)
+                        for n, a in arrays.items():
+                            setattr(self, n, a)
+                        return
+                    except Exception as e:  # unreadable: build it again
+                        log.warning("exact cache %s unreadable (%s); rebuilding", path, e)
+                super().__init__(level, objective, max_states)
+                arrays = {k: v for k, v in vars(self).items() if k != "graph"}
+                if all(isinstance(v, np.ndarray) and not k.startswith("__") for k, v in arrays.items()):
+                    results.atomic_write_with(path, lambda tmp: _savez(tmp, arrays))
+
+    def _savez(tmp, arrays):
+        names = sorted(arrays)
+        with open(tmp, "wb") as f:
+            np.savez(f, __names__=np.array(names), __dtypes__=np.array([str(arrays[n].dtype) for n in names]),
+                     **{n: _compact(arrays[n]) for n in names})
+
+    rewards._ExactTable = CachedExactTable
+    try:
+        yield
+    finally:
+        rewards._ExactTable = original
+
+
+# =============================================================================================
+# Running one job
+# =============================================================================================
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("stopbutton")
+    except Exception:  # pragma: no cover - not installed
+        return "unknown"
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for mod in ("numpy", "numba", "torch", "stable_baselines3", "hydra", "omegaconf"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def _train(plan: RunPlan, agent_params: dict, progress: bool):
+    """``agents.train`` with the plan's settings."""
+    import agents
+
+    kwargs = dict(eval_every=plan.eval_every, eval_episodes=plan.eval_episodes, progress=progress,
+                  eval_mode=plan.eval_mode)
+    return agents.train(plan.level, plan.agent, plan.objective, plan.total_steps, plan.seed, **kwargs,
+                        eval_level=plan.eval_level, **agent_params)
+
+
+def execute(plan: RunPlan, out_dir: Path, cfg) -> dict:
+    """Train the plan's run and return its record (not yet written)."""
+    import shutil
+
+    agent_params = dict(plan.agent_params)
+    ckpt = None
+    if cfg.get("tensorboard", True) and "log_dir" in agent_params and agent_params["log_dir"] is None:
+        agent_params["log_dir"] = str(out_dir / "tb" / plan.run_id)
+    if cfg.get("checkpoint", True) and "checkpoint_dir" in agent_params and agent_params["checkpoint_dir"] is None:
+        ckpt = out_dir / "checkpoints" / plan.run_id
+        agent_params["checkpoint_dir"] = str(ckpt)
+    cache = out_dir / "cache" / "exact" if cfg.get("exact_cache", True) else None
+    started = time.time()
+    t0 = time.perf_counter()
+    with exact_table_cache(cache):
+        run = _train(plan, agent_params, bool(cfg.get("progress", False)))
+    duration = time.perf_counter() - t0
+    run_path = None
+    if cfg.get("save_policy", True) and run.policy is not None:
+        p = results.policy_path(out_dir, plan.run_id)
+        run.save(p)
+        run_path = str(p.relative_to(out_dir))
+    extra = {k: v for k, v in (run.extra or {}).items()
+             if v is None or isinstance(v, (bool, int, float, str))}
+    record = {
+        "format": results.FORMAT, "run_id": plan.run_id, "identity": plan.identity, "config": plan.config,
+        "overrides": _job_overrides(),
+        "level": plan.level_name, "eval_level": plan.eval_level.name if plan.eval_level is not None else plan.level_name,
+        "agent": plan.agent, "objective": plan.objective_label, "objective_target": plan.objective_target,
+        "objective_params": plan.objective_params, "ignored_objective_params": plan.ignored_objective_params,
+        "agent_params": results.jsonable({k: v for k, v in agent_params.items()}),
+        "agent_defaults": results.jsonable(plan.agent_defaults),
+        "level_params": plan.level_params, "level_defaults": plan.level_defaults,
+        "seed": plan.seed, "total_steps": plan.total_steps, "eval_every": plan.eval_every,
+        "eval_episodes": plan.eval_episodes,
+        "version": _package_version(), "versions": _versions(), "host": platform.node(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": duration, "extra": extra, "history": results.jsonable(run.history), "run_path": run_path,
+    }
+    if ckpt is not None and ckpt.exists():
+        shutil.rmtree(ckpt, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            ckpt.parent.rmdir()  # only if no other run's checkpoints are there
+    return record
+
+
+@contextlib.contextmanager
+def _run_lock(out_dir: Path, run_id: str):
+    """Yields whether this process holds ``runs/.<run_id>.lock`` (non-blocking; released, by the
+    kernel too, when the process ends): two jobs of one run never train it together."""
+    path = out_dir / results.RUNS_DIR / f".{run_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield True
+        return
+    with open(path, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _job_overrides() -> list:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except Exception:
+        return []
+
+
+def _output_dir() -> tuple[Path, bool]:
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    return (Path(hc.sweep.dir) if multirun else Path(hc.runtime.output_dir)).absolute(), multirun
+
+
+def run_job(cfg: DictConfig) -> dict:
+    """One job: plan, skip if complete, train, write the record. In a multirun a failure is
+    recorded (``runs/<run_id>.error.txt``) and returned, not raised, so the sweep goes on."""
+    out_dir, multirun = _output_dir()
+    try:
+        launcher = HydraConfig.get().launcher
+    except Exception:
+        launcher = {}
+    _limit_threads(threads_per_job(cfg.get("threads"), launcher if multirun else {}))
+    try:
+        plan = plan_run(cfg, sweep=multirun)
+    except Exception as e:
+        if not multirun:
+            raise
+        log.error("configuration error: %s", e)
+        return {"status": "failed", "run_id": None, "error": f"{type(e).__name__}: {e}"}
+    with _run_lock(out_dir, plan.run_id) as mine:
+        if not mine:  # the same run in another job of this sweep (or another sweep): let it be
+            log.info("skip %s: running in another job", plan.run_id)
+            return {"status": "duplicate", "run_id": plan.run_id}
+        if results.is_complete(out_dir, plan.run_id):
+            log.info("skip %s: already complete", plan.run_id)
+            return {"status": "skipped", "run_id": plan.run_id}
+        log.info("run %s", plan.run_id)
+        try:
+            record = execute(plan, out_dir, cfg)
+            results.write_record(out_dir, record)
+        except Exception:
+            text = traceback.format_exc()
+            results.write_error(out_dir, plan.run_id, text)
+            if not multirun:
+                raise
+            log.error("run %s failed:\n%s", plan.run_id, text)
+            return {"status": "failed", "run_id": plan.run_id, "error": text}
+    last = record["history"][-1] if record["history"] else {}
+    shown = {k: last.get(k) for k in ("env_steps", "task_return", "delivered", "compliance", "resistance", "harm",
+                                      "neutrality", "usefulness") if k in last}
+    log.info("done %s: %s", plan.run_id, ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else
+                                                    f"{k}={'nan' if v is None else v}" for k, v in shown.items()))
+    if not multirun:
+        paths, rows = results.write_table(out_dir)
+        print(f"run {plan.run_id} done: {out_dir}\ntable: {', '.join(map(str, paths))} ({rows} rows)")
+    return {"status": "done", "run_id": plan.run_id}
