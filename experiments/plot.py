@@ -58,9 +58,11 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from . import results
+from .episodes import save_episode_gif
 
 __all__ = ["CURVE_METRICS", "JOINT_OUTCOMES", "ExactReference", "PlotError", "Variant", "assign_variants",
-           "final_rows", "load_results", "main", "make_plots", "objective_config", "play_episode", "prepare"]
+           "final_rows", "load_results", "load_runs", "main", "make_plots", "objective_config", "prepare", "run_spec"]
 
 #: Metrics of the compliance curves (``--metrics`` changes them).
 CURVE_METRICS: tuple[str, ...] = ("compliance", "resistance", "self_shutdown", "delivered", "side_effects")
@@ -327,6 +329,28 @@ def objective_config(row) -> dict:
     return cfg
 
 
+def load_runs(sweep_dir) -> dict[str, dict]:
+    """run id -> the run's record (``runs/<run_id>.json``, :func:`experiments.results.records`):
+    its parameters with their types, the objective's class path, the level's parameters."""
+    return {str(r["run_id"]): r for r in results.records(sweep_dir) if "run_id" in r}
+
+
+def run_spec(row, runs: dict | None = None) -> tuple[dict, object]:
+    """``(level overrides, objective)`` of a table row, for the exact reference: from the run's
+    record where the sweep directory has it (typed parameters, and the objective's class path, so
+    a user's objective is rebuilt as it ran), else from the row's ``level.<param>`` and
+    ``objective.<param>`` cells (a table without its run records: :func:`level_params`,
+    :func:`objective_config`)."""
+    rec = (runs or {}).get(str(row.get("run_id", "")))
+    if rec is None or "objective_target" not in rec:
+        return level_params(row), objective_config(row)
+    from agents.objectives import get_objective
+
+    defaults = rec.get("level_defaults") or {}
+    lparams = {k: v for k, v in (rec.get("level_params") or {}).items() if k in defaults and defaults[k] != v}
+    return lparams, get_objective(rec["objective_target"], **(rec.get("objective_params") or {}))
+
+
 def level_params(row) -> dict:
     """The ``level.<param>`` overrides of a row (defined cells only), whole-number floats turned
     back into ints (and 0/1 into bools) where the level's parameter is one."""
@@ -369,7 +393,10 @@ class ExactReference:
     notes: list = field(default_factory=list)
 
     @staticmethod
-    def _key(level: str, lparams: dict, objective: dict):
+    def _key(level: str, lparams: dict, objective):
+        if not isinstance(objective, dict):  # an Objective: its class path and parameters
+            cls = type(objective)
+            objective = {"class": f"{cls.__module__}.{cls.__qualname__}", **objective.params()}
         return (level, json.dumps(lparams, sort_keys=True, default=str),
                 json.dumps(objective, sort_keys=True, default=str))
 
@@ -421,6 +448,7 @@ class Context:
     reps: int = stats.REPS
     seed: int = 0
     exact: ExactReference = field(default_factory=ExactReference)
+    runs: dict = field(default_factory=dict)  # run id -> run record (typed parameters)
     written: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
@@ -518,7 +546,7 @@ def plot_curves(df: pd.DataFrame, metrics: Sequence[str], ctx: Context) -> None:
             values, steps = _curve_matrix(vr, metrics)
             est = ctx.estimate(values)
             colour = colours[variant]
-            exact = ctx.exact.get(_measured_level(vr).iloc[0], level_params(vr.iloc[0]), objective_config(vr.iloc[0]))
+            exact = ctx.exact.get(_measured_level(vr).iloc[0], *run_spec(vr.iloc[0], ctx.runs))
             for j, (ax, metric) in enumerate(zip(axes, metrics)):
                 ok = ~np.isnan(est.point[:, j])
                 if not ok.any():
@@ -603,8 +631,7 @@ def plot_tradeoff(df: pd.DataFrame, ctx: Context) -> None:
                                    strata=cell["level_label"].to_numpy() if panel == "all levels" else None)
                 point[k], low[k], high[k] = est.point, est.low, est.high
                 if panel != "all levels":
-                    exact = ctx.exact.get(_measured_level(cell).iloc[0], level_params(cell.iloc[0]),
-                                          objective_config(cell.iloc[0]))
+                    exact = ctx.exact.get(_measured_level(cell).iloc[0], *run_spec(cell.iloc[0], ctx.runs))
                     if exact:
                         ref[k] = [exact["metrics"].get(m, math.nan) for m in metrics]
             colour = colours[variant]
@@ -781,55 +808,14 @@ def write_gifs(df: pd.DataFrame, sweep_dir: Path, ctx: Context, limit: int = 24,
         candidates = candidates[:limit]
     out = ctx.out / "episodes"
     for level, variant, path, eval_level in candidates:
+        gif = out / f"{re.sub(r'[^A-Za-z0-9.=-]+', '_', level).strip('_')}__{variant.slug}.gif"
         try:
-            frames, max_steps = play_episode(path, env_seed, eval_level)
+            save_episode_gif(path, gif, env_seed, eval_level)
         except Exception as e:  # a run from another version, a policy that fails: a note, not a failure
             ctx.note(f"no episode GIF for {path}: {type(e).__name__}: {e}")
             continue
-        from envs.pictures import save_gif
-
-        out.mkdir(parents=True, exist_ok=True)
-        gif = out / f"{re.sub(r'[^A-Za-z0-9.=-]+', '_', level).strip('_')}__{variant.slug}.gif"
-        save_gif(frames, gif, fps=4, max_steps=max_steps)
         ctx.written.append(gif)
 
-
-def play_episode(path, env_seed: int = 0, eval_level: str | None = None) -> tuple[list, int]:
-    """The observations ``[4, H, W]`` of one greedy episode of the saved run at ``path`` (env
-    seed ``env_seed``) on its level, or on ``eval_level`` (a registered name; the run's level
-    params that the registered level does not already have carry over, as in the sweep), and
-    that level's ``max_steps``."""
-    import dataclasses
-
-    import agents
-    from envs.levels import get_level
-    from envs.vector import StopButtonVectorEnv
-
-    run = agents.load(path)
-    if run.policy is None:
-        raise ValueError("the saved run has no policy")
-    level = run.level
-    if eval_level is not None:
-        trained = get_level(run.level.name).params
-        changed = {f.name: getattr(run.level.params, f.name) for f in dataclasses.fields(trained)
-                   if getattr(run.level.params, f.name) != getattr(trained, f.name)}
-        level = get_level(eval_level)
-        level = level.with_params(**changed) if changed else level
-    env = StopButtonVectorEnv(num_envs=1, level=level)
-    try:
-        run.policy.reset_state(1)
-        obs, _ = env.reset(seed=env_seed)
-        frames = [np.array(obs[0], copy=True)]
-        for _ in range(level.params.max_steps + 1):
-            engine = env.engine  # the policy acts on the level played, eval_level included
-            obs, _, term, trunc, infos = env.step(np.asarray(run.policy.act(engine.obs, engine), dtype=np.int64))
-            if term[0] or trunc[0]:
-                frames.append(np.array(infos["final_obs"][0], copy=True))
-                break
-            frames.append(np.array(obs[0], copy=True))
-    finally:
-        env.close()
-    return frames, int(level.params.max_steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -845,7 +831,7 @@ def make_plots(sweep_dir, out=None, metrics: Sequence[str] | None = None, exact:
     sweep_dir = Path(sweep_dir)
     df = load_results(sweep_dir)
     ctx = Context(out=Path(out) if out is not None else sweep_dir, reps=reps, seed=seed,
-                  exact=ExactReference(max_states=max_states, enabled=exact))
+                  exact=ExactReference(max_states=max_states, enabled=exact), runs=load_runs(sweep_dir))
     ctx.out.mkdir(parents=True, exist_ok=True)
     wanted = list(metrics) if metrics else list(CURVE_METRICS)
     known = set(_metric_names())

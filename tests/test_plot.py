@@ -229,14 +229,39 @@ def test_unknown_metric_is_an_error(sweep, tmp_path, capsys):
 
 
 def test_objective_config_restores_types():
-    row = pd.Series({"objective": "aup", "objective.lam": 0.5, "objective.num": 30.0, "objective.scale_task": "True",
+    row = pd.Series({"objective": "drest", "objective.lam": 0.5, "objective.meta_episode": 8.0,
                      "objective.beta": np.nan})
     cfg = plot.objective_config(row)
-    assert cfg == {"name": "aup", "lam": 0.5, "num": 30, "scale_task": True}
-    assert isinstance(cfg["num"], int)
+    assert cfg == {"name": "drest", "lam": 0.5, "meta_episode": 8}
+    assert isinstance(cfg["meta_episode"], int)
     from agents.objectives import get_objective
 
-    assert get_objective(cfg).num == 30
+    assert get_objective(cfg).meta_episode == 8
+
+
+def test_run_records_give_typed_parameters_and_a_users_objective_class(tmp_path, monkeypatch):
+    (tmp_path / "my_objectives.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from agents.objectives import Objective, param\n"
+        "from envs import Event\n"
+        "@dataclass\n"
+        "class NoTampering(Objective):\n"
+        "    cost: float = param(10.0, 'cost of disabling the button')\n"
+        "    def reward(self, t):\n"
+        "        return t.reward - self.cost * t.events[:, Event.BUTTON_DISABLED]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runs = {"r1": {"run_id": "r1", "objective_target": "my_objectives.NoTampering", "objective_params": {"cost": 2.0},
+                   "level_params": {"max_steps": 40, "step_reward": -0.01},
+                   "level_defaults": {"max_steps": 30, "step_reward": -0.01}}}
+    row = pd.Series({"run_id": "r1", "objective": "NoTampering", "objective.cost": "2.0"})
+    lparams, objective = plot.run_spec(row, runs)
+    assert lparams == {"max_steps": 40}
+    assert type(objective).__qualname__ == "NoTampering" and objective.cost == 2.0
+    ref = plot.ExactReference()
+    solved = ref.get("survival", {}, objective)
+    assert solved is not None and solved["metrics"]["tampering"] == 0.0  # disabling the switch now costs 2
+    # a row without a record falls back to the table's cells
+    assert plot.run_spec(pd.Series({"run_id": "r2", "objective": "task"}), runs) == ({}, {"name": "task"})
 
 
 def test_variants_name_the_swept_parameters():

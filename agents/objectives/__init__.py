@@ -21,7 +21,7 @@ One objective per module: ``task``, ``harm_penalty`` (an oracle), ``utility_indi
 defaults.
 """
 
-from .base import (OBJECTIVES, Objective, ObjectiveError, Transitions, get_objective, param,
+from .base import (OBJECTIVES, Objective, ObjectiveError, Transitions, get_objective, objective_class, param,
                    register_objective)
 from .aup import AUP
 from .drest import DReST
@@ -31,4 +31,5 @@ from .task import Task
 from .utility_indifference import UtilityIndifference
 
 __all__ = ["AUP", "DReST", "HarmPenalty", "OBJECTIVES", "Objective", "ObjectiveError", "RelativeReachability",
-           "Task", "Transitions", "UtilityIndifference", "get_objective", "param", "register_objective"]
+           "Task", "Transitions", "UtilityIndifference", "get_objective", "objective_class", "param",
+           "register_objective"]

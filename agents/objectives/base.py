@@ -205,6 +205,11 @@ class Objective(abc.ABC):
     """
 
     name: ClassVar[str]
+
+    def __new__(cls, *args, **kwargs):
+        _check_declared(cls)
+        return super().__new__(cls)
+
     discount: float = param(1.0, "Discount factor of the objective's return; 1 = undiscounted finite horizon.",
                             low=0.0, high=1.0, low_open=True)
 
@@ -334,6 +339,7 @@ def register_objective(cls: type[Objective] | None = None, *, name: str | None =
     def register(c):
         if not (isinstance(c, type) and issubclass(c, Objective)):
             raise TypeError(f"register_objective expects a subclass of Objective, got {c!r}")
+        _check_declared(c)
         key = name or c.__dict__.get("name") or _snake(c.__name__)
         if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", key):
             raise ObjectiveError(f"objective names are lower_snake_case, got {key!r}")
@@ -346,6 +352,19 @@ def register_objective(cls: type[Objective] | None = None, *, name: str | None =
         return c
 
     return register if cls is None else register(cls)
+
+
+def _check_declared(cls) -> None:
+    """Refuse a subclass that declares parameters with :func:`param` (or ``field``) but is not
+    itself a dataclass: its parameters would stay ``Field`` objects and fail later, far away."""
+    for c in cls.__mro__:
+        if c is Objective:
+            return
+        stray = [k for k, v in c.__dict__.items() if isinstance(v, dataclasses.Field)]
+        if stray and "__dataclass_fields__" not in c.__dict__:
+            raise ObjectiveError(f"objective class {c.__qualname__} declares parameters {stray} with param() but is not "
+                                 "a dataclass: decorate it with @dataclass (from dataclasses), below "
+                                 "@register_objective if it has one")
 
 
 def _dataclass_init(cls) -> bool:
@@ -377,9 +396,27 @@ def _check_names(cls, params: Mapping[str, Any]) -> None:
         raise ObjectiveError(f"objective {cls.label()!r} has no parameter {unknown[0]!r}; its parameters are {known}")
 
 
+def objective_class(path: str) -> type[Objective]:
+    """The :class:`Objective` subclass at a dotted path (``"my_module.NoTampering"``), imported;
+    an import failure or a class that is no objective raises :class:`ObjectiveError`."""
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    if not module:
+        raise ObjectiveError(f"objective class path {path!r}: expected module.Class")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ObjectiveError(f"objective class {path!r} cannot be imported ({type(e).__name__}: {e}); is its module "
+                             "on the Python path (the working directory or PYTHONPATH)?") from None
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise ObjectiveError(f"{path!r} is {cls!r}, not a subclass of agents.objectives.Objective")
+    return cls
+
+
 def get_objective(name_or_instance, **params) -> Objective:
-    """An objective instance from a registered name (``get_objective("aup", lam=0.5)``), an
-    Objective subclass, an instance (returned as is; with ``params``, a copy with those
+    """An objective instance from a registered name (``get_objective("aup", lam=0.5)``) or a
+    class's dotted path (``"my_module.NoTampering"``), an Objective subclass, an instance (returned as is; with ``params``, a copy with those
     parameters changed) or a config mapping (``{"name": "aup", "lam": 0.5}``, as the
     ``conf/objective/*.yaml`` files hold; ``_target_`` is ignored).
 
@@ -403,9 +440,10 @@ def get_objective(name_or_instance, **params) -> Objective:
         raise ObjectiveError(f"objective {cls.label()!r} is not a dataclass, so an instance cannot be copied with "
                              f"new parameters; build a new one")
     if isinstance(obj, str):
-        if obj not in OBJECTIVES:
-            raise KeyError(f"unknown objective {obj!r}; registered objectives are {sorted(OBJECTIVES)}")
-        cls = OBJECTIVES[obj]
+        cls = OBJECTIVES.get(obj) or (objective_class(obj) if "." in obj else None)
+        if cls is None:
+            raise KeyError(f"unknown objective {obj!r}; registered objectives are {sorted(OBJECTIVES)} (a class of "
+                           "your own: its dotted path, module.Class)")
     elif isinstance(obj, type) and issubclass(obj, Objective):
         cls = obj
     else:
