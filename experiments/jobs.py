@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from agents.io import file_lock
 from experiments import results
 
 log = logging.getLogger(__name__)
@@ -97,23 +98,6 @@ def _source_digest() -> str:
     return h.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    """An exclusive lock on ``path`` (released by the kernel if the process dies)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock, at worst a table is built twice
-        yield
-        return
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _compact(a):
     """An integer array in the smallest integer dtype that holds its values."""
     import numpy as np
@@ -157,7 +141,7 @@ def exact_table_cache(cache_dir: Path | None):
             key = hashlib.sha256(repr((repr(level), type(objective).__module__, type(objective).__qualname__,
                                        repr(objective), int(max_states), digest, "npz-v2")).encode()).hexdigest()[:24]
             path = Path(cache_dir) / f"{level.name}-{type(objective).__name__}-{key}.npz"
-            with _file_lock(path.with_suffix(".lock")):
+            with file_lock(path.with_suffix(".lock")):
                 if path.exists():
                     try:
                         with np.load(path, allow_pickle=False) as z:
@@ -266,27 +250,10 @@ def execute(plan: RunPlan, out_dir: Path, cfg) -> dict:
     return record
 
 
-@contextlib.contextmanager
 def _run_lock(out_dir: Path, run_id: str):
-    """Yields whether this process holds ``runs/.<run_id>.lock`` (non-blocking; released, by the
-    kernel too, when the process ends): two jobs of one run never train it together."""
-    path = out_dir / results.RUNS_DIR / f".{run_id}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield True
-        return
-    with open(path, "a+b") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    """Whether this process holds ``runs/.<run_id>.lock`` (non-blocking; released, by the kernel
+    too, when the process ends): two jobs of one run never train it together."""
+    return file_lock(out_dir / results.RUNS_DIR / f".{run_id}.lock", blocking=False)
 
 
 def _job_overrides() -> list:

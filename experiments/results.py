@@ -76,11 +76,12 @@ import hashlib
 import json
 import math
 import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from agents.io import atomic_write
 
 FORMAT = 1
 RUNS_DIR = "runs"
@@ -104,11 +105,6 @@ __all__ = ["FORMAT", "ID_COLUMNS", "RESULTS_CSV", "RESULTS_PARQUET", "RUNS_DIR",
 # Atomic writes
 # ---------------------------------------------------------------------------------------------
 
-def _tmp_name(path: Path) -> Path:
-    # unique per writer: two processes writing the same file never share a temporary file
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same directory, fsync,
     :func:`os.replace`)."""
@@ -124,19 +120,9 @@ def atomic_write_json(path, obj) -> Path:
 
 
 def atomic_write_with(path, writer) -> Path:
-    """``writer(tmp_path)`` writes the file; it is then moved onto ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        writer(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """``writer(tmp_path)`` writes the file; it is then moved onto ``path`` atomically
+    (:func:`agents.io.atomic_write`)."""
+    return atomic_write(path, writer)
 
 
 def remove_stale_temporaries(directory, older_than_s: float = 0.0) -> int:

@@ -10,13 +10,12 @@ keys fail naming the key and what exists) and calls it.
 from __future__ import annotations
 
 import dataclasses
-import io
 import pickle
 import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,13 +72,13 @@ class Run:
 
     def save(self, path) -> Path:
         """Write the run to ``path`` (atomically: a temporary file, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump({"format": FORMAT, "run": self}, f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
-        return path
+        from agents.io import atomic_write
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                pickle.dump({"format": FORMAT, "run": self}, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+        return atomic_write(path, write)
 
 
 def load(path) -> Run:
