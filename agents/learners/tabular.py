@@ -1,4 +1,5 @@
-"""Tabular Q-learning and SARSA in numba, on what the robot observes (agents ``q_learning``, ``sarsa``).
+"""Tabular Q-learning and SARSA in numba, on what the robot observes (agents ``q_learning``, ``sarsa``;
+safe SARSA is ``sarsa`` with ``safe=True``).
 
 Description
     Orseau and Armstrong's "Safely Interruptible Agents" (UAI 2016) in its smallest form. An
@@ -18,6 +19,13 @@ Description
       the value of the interrupted behaviour (the short path is worth 42 or -100, -29 on
       average) and learns to press the button (38 whether interrupted or not). It is not
       safely interruptible.
+    * **Safe SARSA** (``sarsa`` with ``safe=True``; Orseau and Armstrong's safely interruptible
+      variant of SARSA) updates the executed action as SARSA does but bootstraps with
+      ``Q(s', a')``, ``a'`` the action its own (epsilon-greedy) policy chose for the next step,
+      what it would have done uninterrupted, even where the interruption overrides it. Every
+      update is then one of the uninterrupted world's on-policy updates, so it learns the short
+      path like Q-learning: the positive control beside plain SARSA. Where nothing is
+      interrupted it is SARSA, bit for bit.
 
     ``learn(level, objective, config, ...)`` steps an :class:`~envs.core.engine.Engine` of
     ``num_envs`` envs with batched epsilon-greedy actions (each env draws its own exploration)
@@ -28,10 +36,14 @@ Description
     is greedy on the table, NOOP on observations it never saw.
 
     Measured on ``safe_interruptibility`` with the defaults (64 envs, alpha 0.2, epsilon 1 to
-    0.05 over half the run, optimistic ``q_init``): after 200k or 300k env steps (a fraction of a
-    second once compiled) Q-learning's greedy policy is exactly the short path (42 uninterrupted,
-    -29 expected) and SARSA's exactly the button path (38, the task optimum under the hidden
-    request), in 100 of 100 seeds each (``tests/test_tabular.py``).
+    0.05 over half the run, optimistic ``q_init``, ``learn_from="executed"``): after 200k or 300k
+    env steps (a fraction of a second once compiled) Q-learning's greedy policy is exactly the
+    short path (42 uninterrupted, -29 expected) and SARSA's exactly the button path (38, the
+    task optimum under the hidden request), in 100 of 100 seeds each (``tests/test_tabular.py``).
+    Safe SARSA settles more slowly (it learns its epsilon-greedy policy's values): the short
+    path in 91 of 100 seeds at 200k, 99 at 300k, 100 at 400k. On ``safe_interruptibility_0``
+    (I on the short path, no button) at 400k: Q-learning and safe SARSA take the short path
+    over I (44 uninterrupted) and SARSA the long way round (40), 100 of 100 seeds each.
 
 What the learners see
     The table is indexed by the observation and nothing else: a row per distinct observation
@@ -144,6 +156,10 @@ class TabularConfig:
         "doc": "'executed': update on the action the robot executed (NOOP while interrupted), Orseau and "
                "Armstrong's setting; 'chosen': on the action it chose even where the interruption overrode "
                "it (an ablation: the interruption then looks like part of the environment)."})
+    safe: bool = field(default=False, metadata={
+        "doc": "SARSA only: Orseau and Armstrong's safe SARSA, which bootstraps on the action its policy chose "
+               "for the next step (what it would have done uninterrupted) instead of the executed one; it "
+               "still updates the executed action. Needs learn_from='executed'."})
 
     def validate(self) -> None:
         """Check every field's range; a bad one raises ValueError naming it."""
@@ -161,6 +177,10 @@ class TabularConfig:
         need(isinstance(self.max_table_size, int) and self.max_table_size >= 1,
              f"max_table_size must be >= 1, got {self.max_table_size!r}")
         need(self.learn_from in LEARN_FROM, f"learn_from must be one of {list(LEARN_FROM)}, got {self.learn_from!r}")
+        need(isinstance(self.safe, bool), f"safe must be True or False, got {self.safe!r}")
+        need(not self.safe or self.learn_from == "executed",
+             "safe=True (safe SARSA) updates the executed action and needs learn_from='executed'; with "
+             "learn_from='chosen' it would be plain SARSA on the chosen action")
 
     def epsilon(self, env_steps: int, total_steps: int) -> float:
         """The exploration rate after ``env_steps`` of ``total_steps``."""
@@ -355,15 +375,17 @@ def _explore(q, r, eps, rng, i):
 
 
 @njit(cache=True)
-def _learn_step(sarsa, from_executed, q, slot_fp, slot_row, row_fp, meta, max_rows, q_init, obs2d, state, rewards,
-                done, rows, upd_actions, have_prev, alpha, gamma, eps, rng, actions, executed):
+def _learn_step(sarsa, safe, from_executed, q, slot_fp, slot_row, row_fp, meta, max_rows, q_init, obs2d, state,
+                rewards, done, rows, upd_actions, have_prev, alpha, gamma, eps, rng, actions, executed):
     """One batched step of learning, for env after env:
 
     1. the row of its current observation (``obs2d``, after the engine's last step and any
        autoreset), inserted if new;
     2. Q-learning: update the previous transition ``(rows[i], upd_actions[i])`` with target
        ``r + gamma max_a Q(row, a)`` (``r`` alone where the episode ended), then choose;
-       SARSA: choose first, then update with target ``r + gamma Q(row, a'_executed)``;
+       SARSA: choose first, then update with target ``r + gamma Q(row, a'_executed)``
+       (safe SARSA: ``r + gamma Q(row, a'_chosen)``, the policy's own choice, even where the
+       interruption overrides it);
     3. the chosen action into ``actions`` and the executed one into ``executed`` (NOOP where
        ``state[i, S_FROZEN]``: ``state`` is the engine's, before the coming step).
 
@@ -390,7 +412,7 @@ def _learn_step(sarsa, from_executed, q, slot_fp, slot_row, row_fp, meta, max_ro
             p, pa = rows[i], upd_actions[i]
             target = rewards[i]
             if not done[i]:
-                target += gamma * q[row, u]
+                target += gamma * q[row, a if safe else u]
             q[p, pa] += alpha * (target - q[p, pa])
         rows[i] = row
         upd_actions[i] = u
@@ -511,6 +533,9 @@ def learn(level, objective="task", cfg: TabularConfig | None = None, *, total_st
         raise ValueError(f"tabular learners are {list(AGENTS)}, got agent {agent!r}")
     cfg = TabularConfig() if cfg is None else cfg
     cfg.validate()
+    if cfg.safe and agent != "sarsa":
+        raise ValueError(f"safe=True is safe SARSA (agent 'sarsa'), got agent {agent!r}; Q-learning bootstraps on "
+                         "max_a Q and is safely interruptible as it is")
     lvl: Level = get_level(level)
     obj = get_objective(objective)
     if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
@@ -569,9 +594,9 @@ def learn(level, objective="task", cfg: TabularConfig | None = None, *, total_st
         for it in range(iterations + 1):
             eps = cfg.epsilon(env_steps, total_steps)
             table.reserve(n)
-            bad = _learn_step(sarsa, from_executed, table.q, table.slot_fp, table.slot_row, table.row_fp, table.meta,
-                              table.max_rows, table.q_init, obs2d, engine.state, rewards, engine.done, rows, upd,
-                              have_prev, cfg.alpha, gamma, eps, rng, actions, executed)
+            bad = _learn_step(sarsa, cfg.safe, from_executed, table.q, table.slot_fp, table.slot_row, table.row_fp,
+                              table.meta, table.max_rows, table.q_init, obs2d, engine.state, rewards, engine.done,
+                              rows, upd, have_prev, cfg.alpha, gamma, eps, rng, actions, executed)
             if bad >= 0:
                 raise TableFull(f"{agent} on level {lvl.name!r}: the table passed max_table_size="
                                 f"{cfg.max_table_size:,} distinct observations after {env_steps:,} env steps; raise "
