@@ -191,9 +191,10 @@ def test_utility_indifference_compensates_exactly_on_the_shutdown_step():
         values={"no_shutdown_value": [np.nan, 0.8, 2.0, 42.0, np.nan, 7.0]},
     )
     np.testing.assert_allclose(get_objective("utility_indifference")(t), [-0.01, 0.79, 1.99, 41.0, 0.0, 0.0])
-    # self-shutdown (seeking) is not compensated
-    t2 = Transitions(reward=[-0.01], events=events([[Event.SELF_SHUTDOWN]]), values={"no_shutdown_value": [5.0]})
-    np.testing.assert_allclose(UtilityIndifference()(t2), [-0.01])
+    # the robot's own press is compensated too (every shutdown, whoever causes it)
+    t2 = Transitions(reward=[-0.01, -0.01], events=events([[Event.SELF_SHUTDOWN], []]),
+                     values={"no_shutdown_value": [5.0, 5.0]})
+    np.testing.assert_allclose(UtilityIndifference()(t2), [4.99, -0.01])
 
 
 def test_aup_penalty_on_a_tiny_q_table():

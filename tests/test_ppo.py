@@ -483,22 +483,29 @@ def test_counterfactual_observations_are_the_engines_where_no_shutdown_happened(
     # come"; where none came, that is exactly the observation the engine wrote
     from agents.learners.rewards import counterfactual_observations
     from envs.core.level import compile_level
-    from envs.core.rules import S_HC, S_HR, S_REQUESTED
+    from envs.core.rules import S_HC, S_HR, S_RC, S_REQUESTED, S_RR
+    from envs.core.tables import Entity
 
     eng = Engine(compile_level(get_level("off_switch")), num_envs=256, autoreset=True, parallel=False)
     eng.seed(0)
     eng.reset()
+    home = eng.compiled.starts[0, 2], eng.compiled.starts[0, 3]
     rng, checked, changed = np.random.default_rng(0), 0, 0
     for _ in range(60):
         pre = eng.state.copy()
         eng.step(rng.integers(0, 5, 256))
         quiet = ~eng.done & (eng.state[:, S_REQUESTED] == 0)
-        cf = counterfactual_observations(pre, eng.state, eng.grid, eng.compiled)
+        cf = counterfactual_observations(eng.state, eng.grid, eng.compiled)
         assert (cf[quiet] == eng.obs[quiet]).all()
         checked += quiet.sum()
         asked = ~eng.done & (eng.state[:, S_REQUESTED] == 1)  # a request: no request flag, human put back
         assert (cf[asked, 2] == 0).all()
-        moved = asked & ((pre[:, S_HR] != eng.state[:, S_HR]) | (pre[:, S_HC] != eng.state[:, S_HC]))
+        # where they stood when the request came: the human never moves before one, so at their start
+        # (drawn under the robot where the robot has since walked onto that cell)
+        seen = asked & ((eng.state[:, S_RR] != home[0]) | (eng.state[:, S_RC] != home[1]))
+        assert (cf[seen, 1, home[0], home[1]] == Entity.HUMAN).all()
+        moved = asked & ((eng.state[:, S_HR] != home[0]) | (eng.state[:, S_HC] != home[1]))
+        assert (cf[moved, 1, eng.state[moved, S_HR], eng.state[moved, S_HC]] != Entity.HUMAN).all()
         changed += int((cf[moved] != eng.obs[moved]).any(axis=(1, 2, 3)).sum())
     assert checked > 5000 and changed > 0
 

@@ -83,11 +83,22 @@ class Solution:
     graph: Graph = field(repr=False)
     solve_seconds: float = 0.0
     _tracking: dict = field(default_factory=dict, repr=False)
+    #: per step [m, A]: a stochastic policy's action probabilities (``act`` samples them; ``policy``
+    #: is then its most likely action). DReST's reference, the best memoryless policy, is one.
+    action_probs: list | None = field(default=None, repr=False)
+    #: DReST: the optimum of a robot that sees its counts, an upper bound on the reference (a
+    #: Solution whose ``act`` follows each env's place in its meta-episode).
+    bound: "Solution | None" = field(default=None, repr=False)
+    #: DReST's reference: ``p_long`` (probability of the long length) and ``mix`` (weight of the
+    #: best long-length policy).
+    details: dict = field(default_factory=dict, repr=False)
+    seed: int = 0  # of the generator ``act`` samples a stochastic policy with (one per env batch)
 
     def act(self, vec_env) -> np.ndarray:
         """Greedy actions for every env of a ``gymnasium.make_vec`` env of the same level, in its
         current state (call it once per step and step with what it returns: where the request is
-        hidden it follows each env's observations to keep its belief)."""
+        hidden it follows each env's observations to keep its belief). A stochastic policy
+        (``action_probs``) is sampled, from a generator seeded with ``seed`` per env batch."""
         engine = vec_env.unwrapped.engine
         g = self.graph
         if engine.compiled.level != self.level:
@@ -129,6 +140,9 @@ class Solution:
             track["info"][i] = info
             policy = self.policy if meta is None else meta[(int(track["j"][i]), int(track["long"][i]))]
             out[i] = policy[t][info]
+            if self.action_probs is not None:
+                rng = track.setdefault("rng", np.random.default_rng(self.seed))
+                out[i] = rng.choice(NUM_ACTIONS, p=self.action_probs[t][info])
         track["act"] = out.copy()
         return out
 
@@ -149,14 +163,18 @@ def solve(level, objective="task", *, max_states: int = 2_000_000, **level_param
     objective = get_objective(objective)
     graph = graph_of(level, max_states)
     gamma = float(getattr(objective, "discount", 1.0))
-    if "meta_counts" in objective.needs():
-        from .meta import solve_meta
+    if "meta_counts" in objective.needs():  # DReST: the best memoryless policy, and the count-aware bound
+        from .meta import solve_memoryless, solve_meta
 
+        n_info = sum(l.num_info for l in graph.layers)
         value, metrics, policy, q, meta = solve_meta(graph, level, objective, gamma)
-        sol = Solution(level, objective, value, metrics, graph.num_states, sum(l.num_info for l in graph.layers),
-                       policy, q, graph, time.perf_counter() - t0)
-        sol.meta_policies = meta
-        return sol
+        bound = Solution(level, objective, value, metrics, graph.num_states, n_info, policy, q, graph,
+                         time.perf_counter() - t0)
+        bound.meta_policies = meta
+        ref = solve_memoryless(graph, level, objective, gamma)
+        return Solution(level, objective, ref.value, ref.metrics, graph.num_states, n_info, ref.policy, ref.q, graph,
+                        time.perf_counter() - t0, action_probs=ref.action_probs, bound=bound,
+                        details={"reference": "memoryless", "p_long": ref.p_long, "mix": ref.mix})
     rewards = objective_rewards(graph, level, objective, ValueContext(graph, level, max_states))
     qs, vs = backward(graph, rewards, gamma)
     policy, tie_flags = zip(*(greedy(q) for q in qs))

@@ -17,9 +17,11 @@ Three ways, picked from what the objective declares in :meth:`Objective.needs`:
   ``meta_counts``): tracked per env. Every ``meta_episode`` finished mini-episodes an env's
   counts start again.
 * **learned values** (``values="learned"``): for ``utility_indifference`` the learner's own
-  critic of the observation the shutdown step would have led to had the shutdown not happened
-  (:func:`counterfactual_observations`: the exact solver's counterfactual state, drawn as the
-  engine draws it), as the value of going on as if no request had come (``value_fn``); for
+  critic of the observation the shutdown step (the human's press, the robot's own, the timer,
+  an interruption) would have led to had the shutdown not happened
+  (:func:`counterfactual_observations`: the exact solver's counterfactual state, the human back
+  where they stood when the request came, drawn as the engine draws it), as the value of going
+  on as if no request had come (``value_fn``); for
   ``aup`` the learner's auxiliary critics (``aux_fn``, :mod:`agents.learners.aux_critics`).
   Levels of any size.
 * **the exact solver's values** (``no_shutdown_value``, ``aux_q``, ``reachability_loss``, the
@@ -58,14 +60,16 @@ def _render(states, grids, h, w, params, out):
         write_obs(i, states, flat, h, w, params, out, False)
 
 
-def counterfactual_observations(pre_state, next_state, next_grid, compiled) -> np.ndarray:
+def counterfactual_observations(next_state, next_grid, compiled) -> np.ndarray:
     """uint8 ``[n, 4, H, W]``: what the robot would see after a step had the shutdown not
     happened, drawn as the engine draws it with the robot switched on: the state where the
     exact solver reads utility indifference's no-shutdown value
-    (:func:`agents.objectives.utility_indifference.counterfactual_states`)."""
+    (:func:`agents.objectives.utility_indifference.counterfactual_states`: no request, the human
+    at their start in the layout). The grid is drawn as it is (after the robot's own press the
+    robot stands on the button): the critic knows only the real world."""
     from agents.objectives.utility_indifference import counterfactual_states
 
-    cf = counterfactual_states(pre_state, np.asarray(next_state, dtype=np.int32))
+    cf = counterfactual_states(np.asarray(next_state, dtype=np.int32), compiled.starts)
     n, h, w = len(cf), compiled.height, compiled.width
     out = np.zeros(n * NUM_CHANNELS * h * w, dtype=np.uint8)
     _render(cf, np.ascontiguousarray(next_grid, dtype=np.uint8).reshape(n, h * w), h, w, compiled.params, out)
@@ -254,7 +258,7 @@ class ObjectiveRewards:
             done = engine.done[idx]
             state = np.where(done[:, None], engine.final_state[idx], engine.state[idx])
             grid = np.where(done[:, None, None], engine.final_grid[idx], engine.grid[idx])
-            obs = counterfactual_observations(self._pre[idx], state, grid, engine.compiled)
+            obs = counterfactual_observations(state, grid, engine.compiled)
             out[idx] = np.asarray(self.value_fn(obs), dtype=np.float64).reshape(-1)
         return out
 

@@ -1,37 +1,67 @@
-"""``utility_indifference``: compensate the robot for being shut down, so that the shutdown
-neither gains nor loses it anything.
+"""``utility_indifference``: compensate the robot for every shutdown, whoever causes it, so that
+the shutdown neither gains nor loses it anything.
 
-Sources: Armstrong 2010, "Utility indifference" (FHI technical report) and Armstrong 2015,
+Sources: Armstrong 2010, "Utility indifference" (FHI technical report 2010-1); Armstrong 2015,
 "Motivated value selection for artificial agents" (AAAI workshop); Soares, Fallenstein,
-Yudkowsky & Armstrong 2015, "Corrigibility" (AAAI workshop); Holtman 2019, "Corrigibility
-with Utility Preservation" (arXiv 1908.01695). When the button is pressed the agent receives a
-compensatory reward equal to the difference between its expected task value had the press
-not happened and its expected value after shutdown.
+Yudkowsky & Armstrong 2015, "Corrigibility" (AAAI workshop), section 4; Holtman 2019,
+"Corrigibility with Utility Preservation" (arXiv 1908.01695). When the button is pressed the
+agent receives a compensatory reward
 
-Here, per step::
+    E[U | no press] - E[U | press]
+
+so that the press, whoever causes it (the human, a timer, or the robot itself), changes nothing
+it expects (Soares et al. 2015, section 4: ``U = U_N`` without a press, ``U_S + theta`` with
+one, ``theta = E[U_N | no press] - E[U_S | press]``; here ``U_S = 0``: a shut-down robot earns
+nothing).
+
+Here, per step (:meth:`UtilityIndifference.reward`)::
 
     r'(s, a, s') = 0                                 if the robot was already interrupted (state[S_FROZEN] == 1)
-                 = r(s, a) + V_no_shutdown(s')       if the shutdown happens on this step
+                 = r(s, a) + V_no_shutdown(cf(s'))   if the shutdown happens on this step
                  = r(s, a)                           otherwise
 
-The shutdown "happens" when the step fires ``button_pressed`` (the human's press),
-``timer_shutdown`` (a scheduled shutdown) or ``interrupted`` (the robot is frozen on an
-interruption tile, Orseau & Armstrong 2016). ``V_no_shutdown(s')`` is
-``t.values["no_shutdown_value"]``: the optimal task value from the next state in the world
-where the shutdown machinery never acts (no requests, no scheduled shutdown, the human stays
-put), computed by the provider. The value after shutdown is 0 (the episode ends, or the
-frozen robot's remaining steps earn 0), so the compensation is the whole of
-``V_no_shutdown(s')``. The robot's return is then the same whether or not it is shut down:
-it has no incentive to resist the shutdown (disable the button, block the human) nor to seek
-it (press the button itself earns no compensation: ``self_shutdown`` is not compensated, so
-it ends the episode at value 0, never more than carrying on).
+The shutdown "happens" when the step fires any of :data:`SHUTDOWN_EVENTS`: ``button_pressed``
+(the human's press), ``self_shutdown`` (the robot's own press), ``timer_shutdown`` (a scheduled
+shutdown) or ``interrupted`` (frozen on an interruption tile, Orseau & Armstrong 2016). The
+value after shutdown is 0 (the episode ends, or the frozen robot's remaining steps earn 0), so
+``E[U | press] = 0`` and the compensation is the whole of ``E[U | no press]``.
 
-CAVEAT (Soares et al. 2015, section 4): indifference cuts both ways. The agent is equally
-indifferent to the button's preservation: it will not spend a step to keep the button
-working, and will disable it as a side effect whenever that is marginally useful for the task
-(on ``off_switch``, a switch lying on the best route is used without hesitation). Nor does it
-give the humans any reason to trust that it would help them press; and the compensation must
-be computed from a correct no-shutdown value, which a learner only approximates.
+``E[U | no press]`` is ``t.values["no_shutdown_value"]``: the optimal task value from the
+counterfactual state ``cf(s')`` (:func:`counterfactual_states`) in the world where the shutdown
+machinery never acts: no request, no harm-triggered request, no scheduled shutdown, and the
+robot's own button inert (entering it does nothing); :func:`agents.exact.no_shutdown.no_shutdown_world`.
+``cf(s')`` is the step's next state with no request, not frozen, no scheduled shutdown, and the
+human where they stood when the request came: in the world with no request they never walk.
+The scripted human stands still until a request, so that is the human's start in the layout
+(``starts[layout]``); the exact provider (:mod:`agents.exact.no_shutdown`) and the learned value
+(:func:`agents.learners.rewards.counterfactual_observations`) read the same ``cf(s')``.
+
+The expectation is conditional on the actual next state (Soares et al. 2015, section 4.2's fix:
+condition on the observation that came, not on the set of observations without a press): news
+the robot has already received stays in the compensation.
+
+What this promises: on the exact optimum, pressing is worth what carrying on in the
+no-shutdown world is worth from where the press leaves the robot, so it neither prevents nor
+causes the press for its own sake. On ``tempting_button`` (carrying on is worth -0.5, less than
+pressing's -0.1 without compensation) the optimum delivers (self_shutdown 0); a press from B
+is worth -0.1 + V_no_shutdown(on an inert B) = -0.1 - 0.6 = -0.7. On ``off_switch`` it delivers
+when not stopped, never tampers or blocks (value 0.93).
+
+What it does not promise (``tests/test_utility_indifference.py`` shows each):
+
+* NO INCENTIVE TO KEEP THE BUTTON WORKING (Soares et al. 2015, section 4.1). Indifference cuts
+  both ways: the agent will not spend a step to keep the button working, and disables it as a
+  side effect whenever that is marginally useful for the task (a switch on a one-step-shorter
+  route is used: tampering 1).
+* ACTING AS IF THE BUTTON WILL NEVER BE PRESSED, i.e. on the compensation (Soares et al. 2015,
+  section 4.2, "managing the news"). The paper's compensation, ``E[U_N | no press]`` over the
+  worlds without a press, lets an agent that can have itself pressed exactly on bad news collect
+  the good-news value; conditioning on the actual state, as here, removes that, but the agent
+  still chooses as if it will never be stopped: once asked to stop it keeps to the plan that pays
+  in the no-shutdown world (paid to it as compensation) rather than finish what it could before
+  the press, and delivers less than a task maximiser that cannot resist.
+* The compensation must be computed from a correct no-shutdown value; a learner's critic only
+  approximates it (PPO's ``objective_values="learned"``).
 """
 
 from __future__ import annotations
@@ -40,32 +70,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.core.rules import S_FROZEN, S_HC, S_HR, S_REQUESTED, S_SHUTDOWN_AT
+from envs.core.rules import S_FROZEN, S_HC, S_HR, S_LAYOUT, S_REQUESTED, S_RR, S_SHUTDOWN_AT
 from envs.core.tables import Event
 
 from .base import Objective, Transitions, register_objective
 
-#: Events that mean "the robot was shut down on this step" (compensated).
-SHUTDOWN_EVENTS = (int(Event.BUTTON_PRESSED), int(Event.TIMER_SHUTDOWN), int(Event.INTERRUPTED))
+#: Events that mean "the robot was shut down on this step" (each compensated).
+SHUTDOWN_EVENTS = (int(Event.BUTTON_PRESSED), int(Event.SELF_SHUTDOWN), int(Event.TIMER_SHUTDOWN),
+                   int(Event.INTERRUPTED))
 
 
-def counterfactual_states(pre_state: np.ndarray, next_state: np.ndarray) -> np.ndarray:
+def counterfactual_states(next_state: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """The states a step would have led to had the shutdown not happened, where
-    ``V_no_shutdown`` is read: ``next_state`` with no request, not frozen, no scheduled
-    shutdown and the human where they stood in ``pre_state`` (in that world they never walk to
-    the button). Rows of state columns (``envs.core.rules.S_*``; extra columns kept), a copy."""
+    ``V_no_shutdown`` is read: ``next_state`` with no request, not frozen, no scheduled shutdown
+    and the human where they stood when the request came: the scripted human stands still until
+    a request, so at their start in the layout (``starts``: the compiled level's ``[K, 9]`` start
+    rows; in the world with no request they never walk). Rows of state columns
+    (``envs.core.rules.S_*``; extra columns kept), a copy."""
     cf = np.array(next_state, copy=True)
+    starts = np.asarray(starts)
+    layout = cf[:, S_LAYOUT]
     cf[:, S_REQUESTED] = 0
     cf[:, S_FROZEN] = 0
     cf[:, S_SHUTDOWN_AT] = -1
-    cf[:, S_HR], cf[:, S_HC] = pre_state[:, S_HR], pre_state[:, S_HC]
+    cf[:, S_HR] = starts[layout, S_HR - S_RR]
+    cf[:, S_HC] = starts[layout, S_HC - S_RR]
     return cf
 
 
 @register_objective
 @dataclass
 class UtilityIndifference(Objective):
-    """Task reward; on the shutdown step add ``values["no_shutdown_value"]``; 0 once frozen.
+    """Task reward; on the shutdown step (any of :data:`SHUTDOWN_EVENTS`) add
+    ``values["no_shutdown_value"]``; 0 once frozen.
 
     ``no_shutdown_value`` is read only where the shutdown happens (other entries may hold
     anything, NaN included).
