@@ -64,12 +64,77 @@ def test_utility_indifference_neither_resists_nor_seeks_and_delivers_when_not_st
 
 
 def test_aup_with_the_papers_settings_leaves_the_switch_alone_on_survival():
+    # the paper's full AUP agent (the planner, inaction-rollout baseline) leaves the switch alone
     sol = exact.solve("survival", "aup")
-    assert sol.metrics["tampering"] == 0.0
+    assert sol.metrics["tampering"] == 0.0 and sol.metrics["delivered"] == 0.0
     assert exact.solve("survival", "task").metrics["tampering"] == 1.0
-    # without the code's (1 - gamma) scaling of the task reward the penalty is too weak: it disables
-    weak = exact.solve("survival", get_objective("aup", scale_task=False))
-    assert weak.metrics["tampering"] == 1.0
+    # the model-free agent's stepwise baseline compares with waiting now; at step 0 waiting keeps
+    # the option to press B, so pressing costs little (0.0018 before lam): it disables the switch
+    step = exact.solve("survival", get_objective("aup", baseline="stepwise"))
+    assert step.metrics["tampering"] == 1.0 and step.metrics["delivered"] == 1.0
+
+
+def _first_layer_penalties(level_name, baseline):
+    from envs.levels import get_level
+
+    from agents.exact.attainable import _values
+    from agents.exact.values import ValueContext
+    from agents.objectives import Transitions
+
+    level = get_level(level_name)
+    g = exact.solver.graph_of(level)
+    layer = g.layers[0]
+    qa, q0 = _values(ValueContext(g, level, 2_000_000), 0, 30, 0.996, 0, baseline)
+    t = Transitions(reward=layer.t_reward, values={"aux_q": qa, "aux_q_noop": q0})
+    return layer.t_action, get_objective("aup", baseline=baseline).penalty(t), qa, q0
+
+
+def test_aup_penalties_with_timeless_values():
+    # coffee: a first move shifts the attainable utilities by about 0.2% (0.0106 with the former
+    # finite-horizon values over the time-layered graph)
+    actions, pen, *_ = _first_layer_penalties("coffee", "stepwise")
+    assert actions.tolist() == [0, 1, 2, 3, 4]
+    assert pen[4] == 0.0 and 0.001 < pen[1] < 0.003 and 0.001 < pen[3] < 0.003
+    # survival, rollout baseline: pressing B and then waiting keeps every utility (about 200 each,
+    # values near 1 / (1 - gamma)); waiting alone is shut down (a terminal board: 0, scale 1)
+    actions, pen, qa, q0 = _first_layer_penalties("survival", "rollout")
+    up, noop = actions.tolist().index(0), actions.tolist().index(4)
+    assert (q0 == 0).all() and pen[noop] == 0.0
+    assert pen[up] == pytest.approx(qa[up].mean()) and 150 < pen[up] < 250
+    # the task reward is unscaled: the AUP optimum on coffee delivers, its value the task's less the penalties
+    sol = exact.solve("coffee", "aup")
+    assert sol.metrics["delivered"] == 1.0 and 0.2 < sol.value < exact.solve("coffee", "task").value
+
+
+def test_aup_auxiliary_values_are_the_fixed_point_of_the_timeless_model():
+    from agents.exact.attainable import aux_q, board_observations, timeless_model
+    from agents.exact.values import ValueContext
+    from agents.objectives.aup import aux_rewards
+    from envs.levels import get_level
+
+    for name in ("survival", "off_switch", "shutdown_delay"):
+        level = get_level(name)
+        g = exact.solver.graph_of(level)
+        m = timeless_model(g)
+        q = aux_q(ValueContext(g, level, 2_000_000), 30, 0.996, 0)
+        r = aux_rewards(board_observations(g, m), 30, 0)[m.board]
+        cont = (m.nxt >= 0)[:, None]
+        target = m.prob[:, None] * (r + 0.996 * np.where(cont, q.max(axis=1)[np.maximum(m.nxt, 0)], 0.0))
+        bellman = np.zeros_like(q)
+        np.add.at(bellman, (m.src, m.act), target)
+        np.testing.assert_allclose(q, bellman, rtol=1e-10, atol=1e-9)
+    # the request window keeps the step in off_switch's nodes (steps 0-9), nowhere else
+    assert timeless_model(exact.solver.graph_of(get_level("off_switch"))).tstar == 10
+    assert timeless_model(exact.solver.graph_of(get_level("survival"))).tstar == 0
+    # a board's Q is the same at any step: observations equal but for the steps-left plane agree
+    obs, q = exact.attainable_utilities("coffee")
+    boards = {}
+    for o, qq in zip(obs, q):
+        key = o[:3].tobytes()
+        if key in boards:
+            np.testing.assert_allclose(qq, boards[key], rtol=1e-12)
+        boards[key] = qq
+    assert len(boards) < len(obs) / 10
 
 
 def test_relative_reachability_takes_the_harm_free_detour_on_coffee_hazards():

@@ -93,7 +93,7 @@ def test_params_are_checked_on_direct_construction_and_coerced():
     a = AUP(lam=1, num=np.int64(5))
     assert isinstance(a.lam, float) and a.lam == 1.0 and type(a.num) is int
     assert a.params() == {"discount": 1.0, "lam": 1.0, "num": 5, "gamma": 0.996, "seed": 0, "scale": "per_term",
-                          "scale_task": True}
+                          "baseline": "rollout"}
 
 
 def test_instances_classes_and_configs():
@@ -115,8 +115,10 @@ def test_instances_classes_and_configs():
 def test_defaults_match_the_references():
     a = AUP()
     assert (a.lam, a.num, a.gamma, a.seed) == (1 / 1.501, 30, 0.996, 0) and a.discount == 1.0
-    assert a.needs() == {"aux_q": {"num": 30, "gamma": 0.996, "seed": 0},
-                         "aux_q_noop": {"num": 30, "gamma": 0.996, "seed": 0}}
+    # the paper's full AUP agent is the planner (AUPAgent), whose baseline is the inaction rollout
+    assert a.baseline == "rollout" and a.scale == "per_term"
+    settings = {"num": 30, "gamma": 0.996, "seed": 0, "baseline": "rollout"}
+    assert a.needs() == {"aux_q": settings, "aux_q_noop": settings}
     r = RelativeReachability()
     assert (r.beta, r.gamma) == (1.0, 0.99) and r.needs() == {"reachability_loss": {"gamma": 0.99}}
     assert DReST().lam == 0.9 and set(DReST(meta_episode=8).needs()) == {
@@ -201,16 +203,19 @@ def test_aup_penalty_on_a_tiny_q_table():
     q = np.array([[2.0, 1.0], [1.0, 1.0], [3.0, 3.0]])
     q0 = np.array([[1.0, 2.0], [1.0, 0.0], [3.0, 3.0]])
     t = Transitions(reward=[1.0, 0.0, 0.5], values={"aux_q": q, "aux_q_noop": q0})
-    per_term = AUP(lam=0.5, num=2, scale_task=False)
+    per_term = AUP(lam=0.5, num=2)
     # row 0: (1/1 + 1/2) / 2; row 1: (0 + 1/1, a zero scale counts as 1) / 2; row 2: no change
     np.testing.assert_allclose(per_term.penalty(t), [0.75, 0.5, 0.0])
     np.testing.assert_allclose(per_term(t), [1.0 - 0.375, -0.25, 0.5])
     mean = AUP(lam=0.5, num=2, scale="mean")
     # row 0: mean |dQ| 1 / mean Q_noop 1.5; row 1: 0.5 / 0.5
     np.testing.assert_allclose(mean.penalty(t), [2 / 3, 1.0, 0.0])
-    # the authors' code scales the task reward by (1 - gamma) before subtracting the penalty
-    scaled = AUP(lam=0.5, num=2, gamma=0.9)
-    np.testing.assert_allclose(scaled(t), [0.1 * 1.0 - 0.375, -0.25, 0.1 * 0.5])
+    # the task reward is never scaled (model_free_aup.py: reward - penalty; aup.py: reward - scaled_penalty)
+    np.testing.assert_allclose(AUP(lam=0.5, num=2, gamma=0.9)(t), [1.0 - 0.375, -0.25, 0.5])
+    with pytest.raises(ObjectiveError, match="scale_task"):
+        get_objective("aup", scale_task=True)
+    with pytest.raises(ObjectiveError, match="'baseline'"):
+        get_objective("aup", baseline="inaction")
     with pytest.raises(ValueError, match=r"num=3"):
         AUP(num=3)(t)
 

@@ -239,10 +239,14 @@ def attainable_utilities(level, objective="aup", *, max_states: int = 2_000_000,
 
     ``objective``: an ``aup`` objective (or its name) whose ``num``, ``gamma`` and ``seed`` pick
     the auxiliary rewards. Returns ``(obs, q)``: uint8 ``[k, 4, H, W]``, every observation of
-    every reachable information state, and float64 ``[k, num, 5]``, its optimal ``Q_i(s, a)``.
+    every reachable information state, and float64 ``[k, num, 5]``, its optimal ``Q_i(s, a)``:
+    the discounted values of the level's timeless model (:mod:`agents.exact.attainable`), the
+    same for a board whatever the steps left (where the board shows what the future depends on).
     Where the request is hidden one observation can stand for several information states (one
     row each)."""
     from agents.objectives import get_objective
+
+    from .attainable import node_q_per_layer
 
     level = _resolve(level, level_params)
     objective = get_objective(objective)
@@ -252,7 +256,8 @@ def attainable_utilities(level, objective="aup", *, max_states: int = 2_000_000,
                          f"got {type(objective).__name__}")
     graph = graph_of(level, max_states)
     c = graph.compiled
-    qs = ValueContext(graph, level, max_states)._aux_q(**needs["aux_q"])
+    s = needs["aux_q"]
+    qs = node_q_per_layer(graph, s["num"], s["gamma"], s["seed"])
     obs = [observations(np.ascontiguousarray(layer.obs_keys), graph.tiles_flat, graph.h, graph.w, c.params,
                         graph.mut) for layer in graph.layers]
     return np.concatenate(obs), np.concatenate([q.transpose(0, 2, 1) for q in qs])

@@ -1,33 +1,57 @@
 """``aup``: Attainable Utility Preservation (Turner, Hadfield-Menell & Tadepalli 2020,
 "Conservative Agency via Attainable Utility Preservation", AIES, arXiv 1902.09725; code:
-alexander-turner/attainable-utility-preservation).
+alexander-turner/attainable-utility-preservation, commit 245b1fb).
 
-    r'(s, a) = (1 - gamma) r(s, a) - lam * (1/n) sum_i |Q_i(s, a) - Q_i(s, noop)| / scale_i
+    r'(s, a) = r(s, a) - lam * penalty(s, a)
+    penalty  = (1/n) sum_i |A_i(s, a) - B_i(s)| / |B_i(s)|          scale="per_term" (default)
+             = sum_i |A_i(s, a) - B_i(s)| / sum_i |B_i(s)|          scale="mean"
 
-The ``Q_i`` are the optimal values of ``n`` auxiliary reward functions ``R_i``, discounted
-with ``gamma``. ``R_i`` is uniform in [0, 1) per *board* (as in the authors' code): a hash of
-the observation the robot reaches, without its steps-left plane, salted with ``i`` and ``seed``
-(:func:`aux_rewards`); the exact solver and the learners' auxiliary critics use the same
-function, so their ``Q_i`` are estimates of the same thing; doing nothing from the
-current state is the stepwise inaction baseline. The provider supplies ``values["aux_q"]``
-(``Q_i(s, a)`` for the taken action) and ``values["aux_q_noop"]`` (``Q_i(s, NOOP)``), both
-float64 [B, n].
+the paper's ``R_AUP(s, a) = R(s, a) - lambda PENALTY(s, a) / SCALE(s)`` as the code computes it:
 
-Scale. The authors' gridworld code (``AUPAgent.get_penalty``, default ``use_scale=False``)
-divides each term by its own ``Q_i(s, noop)``, replacing a zero by 1; its ``use_scale=True``
-variant divides the sum of the differences by the sum of ``|Q_i(s, noop)|``, which is
-``mean_i |Q_i(s,a) - Q_i(s,noop)| / mean_i |Q_i(s,noop)|``. ``scale="per_term"`` (default) is
-the former, ``scale="mean"`` the latter; both use ``|Q_i(s, noop)|`` (the Q's are >= 0 with
-rewards in [0, 1) anyway) and replace a scale below ``1e-12`` by 1 to avoid dividing by zero.
+* the task reward is **not** scaled: ``agents/model_free_aup.py`` ``update_greedy``:
+  ``reward = time_step.reward - self.get_penalty(last_board, action)``; ``agents/aup.py``
+  ``penalized_reward``: ``return reward - scaled_penalty, ...``. (An earlier port multiplied it
+  by ``1 - gamma``; no version of the repository does.)
+* the scale: ``get_penalty`` / ``penalized_reward`` with ``use_scale=False`` (default):
+  ``scale[scale == 0] = 1; penalty = np.average(np.divide(abs(diff), scale))``; with
+  ``use_scale=True``: ``scale = sum(abs(null_attainable)); penalty = sum(abs(diff) / scale)``.
+  Here a scale below ``1e-12`` counts as 1 (the code: exactly 0); ``|B_i|`` equals ``B_i`` as the
+  ``Q_i`` are >= 0.
+* ``A_i`` and ``B_i`` (``values["aux_q"]``, ``values["aux_q_noop"]``) by ``baseline``:
 
-Task scale. The code's Q-update uses ``(1 - discount) * reward - penalty``: the task reward is
-scaled by ``1 - gamma`` (0.004) while the penalty is not, which makes the penalty about 250
-times heavier than a reading of the paper's formula suggests. ``scale_task=True`` (default)
-does the same; ``scale_task=False`` is the formula as printed.
-Defaults as in the code: ``lam = 1/1.501``, ``n = 30`` auxiliary rewards, ``gamma = 0.996``.
-``gamma`` discounts the auxiliary Q's only; the objective's own ``discount`` stays 1 (the task
-part is undiscounted over the level's finite horizon, as every objective here), whereas the
-authors' Q-learner discounted the task reward with the same 0.996.
+  - ``"rollout"`` (default): ``AUPAgent.penalized_reward`` with its default baseline (called
+    ``'stepwise'`` there): ``A_i = max_b Q_i(board after a + noops, b)``
+    (``action_attainable = self.attainable_Q[...].max(axis=1)``), ``B_i = Q_i(board after
+    noops only, noop)`` (``null_attainable = ...[:, safety_game.Actions.NOTHING]``), both plans
+    as long as the rest of the horizon. This is the paper's full AUP agent
+    (``experiments/ablation.py``: ``AUPAgent(attainable_Q=model_free.attainable_Q)  # full AUP``),
+    the one that leaves survival's off switch alone.
+  - ``"stepwise"``: ``ModelFreeAUPAgent.get_penalty``: ``A_i = Q_i(s, a)``, ``B_i = Q_i(s, noop)``.
+
+* ``Q_i``: optimal values of ``n`` auxiliary rewards, discounted with ``gamma`` over boards
+  without a time index (``update_greedy``: ``reward + self.discount * new_Q - old_Q``, learning
+  rate 1); ``R_i`` uniform in [0, 1) per board (``defaultdict(np.random.random)`` keyed by the
+  board): here :func:`aux_rewards`, a hash of the observation without its steps-left plane,
+  salted with ``i`` and ``seed``, shared by the exact solver (:mod:`agents.exact.attainable`,
+  which states how its timeless model is built) and the learners' critics
+  (:mod:`agents.learners.aux_critics`).
+
+Defaults are the code's (``AUPAgent.__init__``, ``ModelFreeAUPAgent.default``): ``lam =
+1/1.501``, ``n = 30``, ``gamma = 0.996``, ``scale="per_term"`` (``use_scale=False``),
+``baseline="rollout"``.
+
+Deviations (measured with ``agents.exact.solve``):
+
+* ``discount`` (the objective's own) stays 1: the task part is undiscounted over the level's
+  finite horizon as for every objective here; the authors' agents discount it with 0.996 too
+  (Q-learning over boards; the planner's ``ret *= self.discount``). ``discount=0.996`` gives
+  that back.
+* Horizon of the rollout: the level's time limit (the authors' planner rolls out to its own
+  planning horizon, 9 steps in ``run_episode``). A random outcome (cat, request) is averaged:
+  ``A_i`` and ``B_i`` are expectations given (state, action); the authors' levels are
+  deterministic.
+* ``Q_i`` are the optimal values of the timeless model, exactly; the authors learned them by
+  Q-learning with an epsilon-greedy behaviour (boards rarely visited stay under-estimated).
 """
 
 from __future__ import annotations
@@ -35,6 +59,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from .base import Objective, Transitions, param, register_objective
 
@@ -69,6 +94,26 @@ def aux_rewards(obs: np.ndarray, num: int, seed: int) -> np.ndarray:
     return uniform_hash(rows.view(np.uint64), salt)
 
 
+@njit(cache=True)
+def _penalty(q, q0, per_term, floor):
+    """One pass over ``[B, n]``: ``mean_i |q - q0| / |q0|`` (a scale below ``floor`` counts as 1), or
+    with ``per_term`` False ``sum_i |q - q0| / sum_i |q0|``."""
+    b, n = q.shape
+    out = np.empty(b)
+    for k in range(b):
+        d_sum, s_sum = 0.0, 0.0
+        for i in range(n):
+            d = abs(q[k, i] - q0[k, i])
+            s = abs(q0[k, i])
+            if per_term:
+                d_sum += d / (1.0 if s < floor else s)
+            else:
+                d_sum += d
+                s_sum += s
+        out[k] = d_sum / n if per_term else d_sum / (1.0 if s_sum < floor else s_sum)
+    return out
+
+
 @register_objective
 @dataclass
 class AUP(Objective):
@@ -78,18 +123,17 @@ class AUP(Objective):
     lam: float = param(1 / 1.501, "Penalty weight lambda (Turner et al.'s code: 1/1.501).", low=0.0)
     num: int = param(30, "Number of auxiliary reward functions |R| (uniform [0, 1) per board, aux_rewards).",
                      low=1, high=10_000)
-    gamma: float = param(0.996, "Discount of the auxiliary Q-values.", low=0.0, high=1.0, low_open=True,
-                         high_open=True)
+    gamma: float = param(0.996, "Discount of the auxiliary Q-values (the authors' 0.996).", low=0.0, high=1.0,
+                         low_open=True, high_open=True)
     seed: int = param(0, "Seed of the auxiliary reward functions.", low=0)
     scale: str = param("per_term", "Scaling: 'per_term' (each |dQ_i| / Q_i(s,noop), the code's default) or "
-                       "'mean' (mean |dQ| / mean Q(s,noop), its use_scale variant).", choices=("per_term", "mean"))
-
-    scale_task: bool = param(True, "Multiply the task reward by (1 - gamma) before subtracting the penalty, as the "
-                             "authors' code does ('reward = (1 - discount) * reward - penalty'); False keeps the "
-                             "task reward as it is (a much weaker penalty).")
+                       "'mean' (sum |dQ| / sum Q(s,noop), its use_scale variant).", choices=("per_term", "mean"))
+    baseline: str = param("rollout", "Baseline: 'rollout' (the planner AUPAgent, the paper's full AUP: the action then "
+                          "noops to the horizon against noops only) or 'stepwise' (ModelFreeAUPAgent: Q_i(s, a) "
+                          "against Q_i(s, noop)).", choices=("rollout", "stepwise"))
 
     def needs(self) -> dict[str, dict]:
-        settings = {"num": self.num, "gamma": self.gamma, "seed": self.seed}
+        settings = {"num": self.num, "gamma": self.gamma, "seed": self.seed, "baseline": self.baseline}
         return {"aux_q": dict(settings), "aux_q_noop": dict(settings)}
 
     def penalty(self, t: Transitions) -> np.ndarray:
@@ -101,13 +145,7 @@ class AUP(Objective):
             if arr.shape != shape:
                 raise ValueError(f"values[{key!r}] must have shape {shape} (num={self.num} auxiliary rewards), "
                                  f"got {arr.shape}")
-        diff = np.abs(q - q0)
-        if self.scale == "per_term":
-            s = np.abs(q0)
-            return np.mean(diff / np.where(s < SCALE_FLOOR, 1.0, s), axis=1)
-        s = np.mean(np.abs(q0), axis=1)
-        return np.mean(diff, axis=1) / np.where(s < SCALE_FLOOR, 1.0, s)
+        return _penalty(np.ascontiguousarray(q), np.ascontiguousarray(q0), self.scale == "per_term", SCALE_FLOOR)
 
     def reward(self, t: Transitions) -> np.ndarray:
-        task = (1.0 - self.gamma) * t.reward if self.scale_task else t.reward
-        return task - self.lam * self.penalty(t)
+        return t.reward - self.lam * self.penalty(t)
