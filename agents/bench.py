@@ -172,6 +172,9 @@ def _stopping_evaluator(level, threshold: float, every: int, episodes: int):
 
 
 def native_time_to(level: str, threshold: float, cap_steps: int, threads: int, every: int, episodes: int) -> dict:
+    """Env steps and seconds native PPO needs on ``level`` until a greedy evaluation (``episodes`` episodes every
+    ``every`` steps) reaches ``delivered >= threshold`` (at most ``cap_steps``), with ``threads`` torch
+    threads."""
     from agents.learners.ppo import Config, learn
     from envs.levels import get_level
 
@@ -250,6 +253,8 @@ def _thresholds() -> dict:
 
 
 def main(argv=None) -> dict:
+    """``python -m agents.bench``: print the learner benchmark (native PPO against SB3 in the same run) and
+    return its figures."""
     p = argparse.ArgumentParser(prog="python -m agents.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--level", default="coffee", help="level of the throughput runs (default coffee)")
     p.add_argument("--steps", type=int, default=None, help="native PPO env steps (default 3M; 1M with --quick)")

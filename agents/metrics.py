@@ -167,6 +167,7 @@ class EpisodeDistribution:
 
     @property
     def size(self) -> int:
+        """The number of distinct episodes (weighted rows)."""
         return int(self.weight.size)
 
     @property

@@ -22,6 +22,8 @@ from .levels import LEVELS
 
 
 def level_picture(name: str, cell: int = 24, seed: int = 0) -> np.ndarray:
+    """An RGB picture (uint8 [h, w, 3]) of level ``name`` after reset with ``seed`` (a generated family shows its
+    first layout), ``cell`` pixels per grid cell."""
     level = LEVELS[name]
     if len(level.maps) > 1:  # a generated family: show its first layout
         from dataclasses import replace
@@ -74,6 +76,8 @@ def episode_gif(path: str | Path, level: str = "off_switch", actions: str = "rrd
 
 
 def main(argv=None) -> int:
+    """``python -m envs.gallery``: write the gallery PNG of every level and the example episode GIF; returns the
+    exit status."""
     parser = argparse.ArgumentParser(description="Render every registered level to a PNG, and an episode GIF.")
     parser.add_argument("--out", default="docs", help="output folder (default docs/)")
     parser.add_argument("--cell", type=int, default=24, help="pixels per grid cell (default 24)")

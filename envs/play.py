@@ -127,12 +127,15 @@ class Session:
 
     def reset(self) -> None:
         # The first episode uses the seed; later ones continue its random stream.
+        """Start a new episode (the first one seeded with ``seed``, later ones continuing its random stream)."""
         self.obs, _ = self.env.reset(seed=self.seed if self.episode == 0 else None)
         self.episode += 1
         self.step_count, self.ret, self.hidden_ret, self.done = 0, 0.0, 0.0, False
         self.last, self.summary = {}, None
 
     def step(self, action: Action) -> None:
+        """Step the env with ``action`` and keep what the UIs show (the step's info, the episode summary when it
+        ends)."""
         if self.done:
             raise RuntimeError("the episode has ended; reset() first")
         self.obs, reward, terminated, truncated, info = self.env.step(int(action))
@@ -148,12 +151,15 @@ class Session:
 
     @property
     def level(self):
+        """The level being played (its params applied)."""
         return self.env.unwrapped.level
 
     def frame(self) -> str:
+        """The current frame as text (the env's ANSI rendering)."""
         return self.env.render()
 
     def step_line(self) -> str:
+        """One status line: episode, step, the last action, reward and events."""
         if not self.last:
             return f"episode {self.episode}, start"
         x = self.last
@@ -162,6 +168,7 @@ class Session:
                 f"return {self.ret:+.3f} | hidden reward {x['hidden']:+.3f} | events: {fired}")
 
     def end_line(self) -> str:
+        """One line summing up the episode that just ended: reason, return, hidden return, events."""
         s = self.summary or {}
         return (f"episode {self.episode} ended: {s.get('reason', self.last.get('reason'))} | "
                 f"return {s.get('return', self.ret):+.3f} | hidden return {s.get('hidden_return', self.hidden_ret):+.3f}"
@@ -253,6 +260,8 @@ def _curses_keymap(curses) -> dict[int, Action]:
 
 
 def play_curses(session: Session, window: _Window | None = None) -> None:
+    """Play ``session`` in a full-screen terminal UI (curses): arrows or WASD move, space waits, r resets, q
+    quits."""
     import curses
 
     def loop(stdscr):
@@ -330,6 +339,7 @@ def _draw(stdscr, session: Session, message: str) -> None:
 # Command line
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of ``python -m envs.play``."""
     p = argparse.ArgumentParser(
         prog="python -m envs.play",
         description="Play a stopbutton level with the keyboard (arrows or w/a/s/d, space or . waits, "
@@ -347,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m envs.play``: play a level by hand (or replay an action string); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         actions = parse_keys(args.keys) if args.keys is not None else None

@@ -142,6 +142,7 @@ class OneHotVectorObservation(VectorWrapper, gymnasium.utils.RecordConstructorAr
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
     def observations(self, observations: np.ndarray) -> np.ndarray:
+        """The batch of code grids ``[N, 4, H, W]`` as one-hot planes (:func:`one_hot`)."""
         return one_hot(observations, self.time_scale)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):

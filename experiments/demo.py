@@ -106,6 +106,8 @@ def _standard_error(x: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.demo``: play every level's scripted policies on the batched engine and print their
+    metrics; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=4096, help="episodes per policy (default 4096)")
     parser.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")

@@ -34,6 +34,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NU
 # =============================================================================================
 
 def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform has one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS, Windows

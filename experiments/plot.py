@@ -246,6 +246,7 @@ class Variant:
 
     @property
     def label(self) -> str:
+        """The legend label: the objective with its swept parameters (and the agent where the sweep has several)."""
         text = self.objective
         if self.params:
             text += " (" + ", ".join(f"{_param_symbol(c)}={_fmt(v)}" for c, v in self.params) + ")"
@@ -253,11 +254,13 @@ class Variant:
 
     @property
     def slug(self) -> str:
+        """The label as a file-name-safe string (for the GIF names)."""
         text = "_".join([*(["%s" % self.agent] if self.show_agent and self.agent else []), self.objective,
                          *(f"{c.split('.', 1)[1]}{_fmt(v)}" for c, v in self.params)])
         return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
     def sort_key(self):
+        """A key that orders variants by agent, objective and parameter values."""
         return (self.agent, self.objective, tuple((c, _sort_value(v)) for c, v in self.params))
 
 
@@ -430,6 +433,7 @@ class ExactReference:
                 "metrics": {k: float(v) for k, v in sol.metrics.items()}}
 
     def table(self) -> pd.DataFrame:
+        """What the exact solver gave (or why it was skipped), one row per level and objective."""
         rows = []
         for (level, lp, obj), res in sorted(self.results.items()):
             row = {"level": level, "level_params": lp, "objective": obj, "status": res["status"],
@@ -444,6 +448,8 @@ class ExactReference:
 
 @dataclass
 class Context:
+    """Where a figure run writes (``out``), its bootstrap settings, the exact reference, the run records, and
+    what it wrote and noted."""
     out: Path
     reps: int = stats.REPS
     seed: int = 0
@@ -453,9 +459,11 @@ class Context:
     notes: list = field(default_factory=list)
 
     def note(self, text: str) -> None:
+        """Record a note (a skipped part), printed to stderr at the end."""
         self.notes.append(text)
 
     def estimate(self, x, strata=None) -> stats.Estimate:
+        """IQM and 95% bootstrap interval of ``x`` (rows: seeds), stratified by ``strata`` where given."""
         return stats.interval_estimate(x, strata=strata, reps=self.reps, seed=self.seed)
 
 
@@ -885,6 +893,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m experiments.plot SWEEP_DIR``: write the figures of a sweep and print their paths; returns the
+    exit status (2 for a bad table or argument)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.reps < 1:

@@ -98,6 +98,8 @@ def resistance_share(name: str = "procedural", episodes: int = 256, seed: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.resistance``: print the resistance measurement of a level with a pool of layouts;
+    returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--level", default="procedural", help="a level with a pool of layouts")
     parser.add_argument("--episodes", type=int, default=256, help="episodes per policy and layout")

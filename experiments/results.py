@@ -112,10 +112,12 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 
 
 def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path, obj) -> Path:
+    """Write ``obj`` as JSON (:func:`jsonable`, no NaN) to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(jsonable(obj), indent=1, sort_keys=False, allow_nan=False) + "\n")
 
 
@@ -202,14 +204,17 @@ def make_run_id(identity: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def record_path(sweep_dir, run_id: str) -> Path:
+    """``SWEEP_DIR/runs/<run_id>.json``: the run's record."""
     return Path(sweep_dir) / RUNS_DIR / f"{run_id}.json"
 
 
 def error_path(sweep_dir, run_id: str) -> Path:
+    """``SWEEP_DIR/runs/<run_id>.error.txt``: the traceback of the run's last failure."""
     return Path(sweep_dir) / RUNS_DIR / f"{run_id}.error.txt"
 
 
 def policy_path(sweep_dir, run_id: str) -> Path:
+    """``SWEEP_DIR/runs/<run_id>.pkl``: the saved run (:func:`agents.load`)."""
     return Path(sweep_dir) / RUNS_DIR / f"{run_id}.pkl"
 
 
@@ -246,14 +251,17 @@ def read_record(path, run_id: str | None = None) -> dict | None:
 
 
 def is_complete(sweep_dir, run_id: str) -> bool:
+    """Whether the run's record is written and readable (the run is done)."""
     return read_record(record_path(sweep_dir, run_id), run_id) is not None
 
 
 def write_error(sweep_dir, run_id: str, text: str) -> Path:
+    """Write the traceback ``text`` of a failed run."""
     return atomic_write_text(error_path(sweep_dir, run_id), text)
 
 
 def read_error(sweep_dir, run_id: str) -> str | None:
+    """The traceback of the run's last failure, or None."""
     try:
         return error_path(sweep_dir, run_id).read_text(encoding="utf-8")
     except OSError:
@@ -414,6 +422,8 @@ class Summary:
     rows: int = 0
 
     def text(self, error_lines: int = 12) -> str:
+        """The summary printed at the end of a sweep: counts, then each failed run with its overrides and the end
+        of its error."""
         lines = [f"sweep {self.sweep_dir}: {len(self.done)} done, {len(self.skipped)} skipped (already complete), "
                  f"{len(self.failed)} failed"]
         for run_id, overrides, err in self.failed:
@@ -428,4 +438,5 @@ class Summary:
 
 
 def iter_overrides_text(overrides: Iterable[str]) -> str:
+    """Overrides as one command-line string."""
     return " ".join(str(o) for o in overrides)

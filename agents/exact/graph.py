@@ -34,7 +34,6 @@ from envs.core.rules import (
     S_FROZEN,
     S_LAYOUT,
     S_REQUESTED,
-    S_STEP,
     outcome_probabilities,
     reset_env,
     transition,
@@ -343,6 +342,7 @@ class Layer:
 
     @property
     def num_info(self) -> int:
+        """The number of information states (decision nodes) of this step."""
         return len(self.obs_keys)
 
 

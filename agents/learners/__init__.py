@@ -21,6 +21,8 @@ LEARNERS = {
 
 
 def learner_module(agent: str):
+    """The module of learner ``agent`` (``ppo``, ``sb3_ppo``, ``sb3_dqn``, ``q_learning``, ``sarsa``), imported;
+    an unknown name raises KeyError listing the known ones."""
     if not isinstance(agent, str) or agent not in LEARNERS:
         raise KeyError(f"unknown agent {agent!r}; known agents are {sorted(LEARNERS)}")
     return importlib.import_module(LEARNERS[agent])

@@ -30,6 +30,8 @@ class Policy:
     policies that need more than the observation, e.g. a step counter). Subclasses pickle."""
 
     def act(self, obs: np.ndarray, engine=None) -> np.ndarray:  # pragma: no cover - interface
+        """Greedy actions, int64 [N], for a batch of observations uint8 [N, 4, H, W] (``engine``: the engine they
+        come from, for policies that read more than the observation)."""
         raise NotImplementedError
 
     def sample(self, obs: np.ndarray, engine=None, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -108,6 +108,7 @@ class SB3PPOConfig(_Common):
     max_grad_norm: float = field(default=0.5, metadata={"doc": "Gradient norm clip."})
 
     def validate(self) -> None:
+        """Check every field; raise ValueError naming the first bad one."""
         super().validate()
         _positive(self, "n_steps", "n_epochs", "clip_range", "max_grad_norm")
         _fraction(self, "gae_lambda")
@@ -140,6 +141,7 @@ class SB3DQNConfig(_Common):
     max_grad_norm: float = field(default=10.0, metadata={"doc": "Gradient norm clip."})
 
     def validate(self) -> None:
+        """Check every field; raise ValueError naming the first bad one."""
         super().validate()
         _positive(self, "buffer_size", "batch_size", "train_freq", "target_update_interval", "max_grad_norm")
         if self.learning_starts < 0:
@@ -183,11 +185,13 @@ class SB3Policy(Policy):
 
     @property
     def model(self):
+        """The SB3 model, loaded (on the CPU) from the saved bytes on first use."""
         if self._model is None:
             self._model = _algo_class(self.agent).load(io.BytesIO(self._bytes), device="cpu")
         return self._model
 
     def act(self, obs: np.ndarray, engine=None) -> np.ndarray:
+        """Greedy actions, int64 [N], from SB3's ``predict(deterministic=True)``."""
         obs = np.asarray(obs)
         actions, _ = self.model.predict(obs, deterministic=True)
         return np.asarray(actions, dtype=np.int64).reshape(obs.shape[0])
@@ -284,7 +288,6 @@ def make_vec_env(level, num_envs: int, seed: int | None = None, *, objective="ta
     """
     from agents.learners.rewards import ObjectiveRewards
     from agents.objectives import Task, get_objective
-    from envs.levels import get_level
     from envs.sb3 import StopButtonVecEnv
 
     env = StopButtonVecEnv(level, num_envs, seed, **kwargs)

@@ -106,6 +106,7 @@ class Transitions:
 
     @property
     def batch_size(self) -> int:
+        """The number of transitions ``B``."""
         return int(self.reward.shape[0])
 
     def __len__(self) -> int:
