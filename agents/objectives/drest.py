@@ -4,7 +4,7 @@ al. 2026, "Towards Shutdownable Agents: Generalizing Stochastic Choice in RL Age
 arXiv 2604.17502).
 
 The agent plays meta-episodes of ``meta_episode`` mini-episodes. Every step earns 0 except the
-last of each mini-episode, which earns
+last of each mini-episode, which earns (Thornley et al. 2024, the DReST reward function)
 
     (c / m(L)) * lam ** (n_L - mean_L' n_L')
 
@@ -15,16 +15,34 @@ how often length ``L`` was chosen *earlier* in the meta-episode (the paper's ``n
 ``mean_L' n_L'`` is ``E / k``, mini-episodes so far over the number of lengths). With
 ``lam < 1``, choosing the length chosen more often so far pays less: the agent is rewarded for
 choosing the lengths equally often (NEUTRALITY) while collecting the most coins given the
-length (USEFULNESS). The public code for Cullen et al. counts the current mini-episode too,
-which multiplies every reward by the same ``lam ** (1 - 1/k)`` and changes no preference.
+length (USEFULNESS).
+
+The robot does not observe its counts (the papers' observation is the gridworld alone), so
+its best policy is a stochastic one: the exact reference (:func:`agents.exact.solve`, from
+:func:`agents.exact.meta.solve_memoryless`) is the best memoryless policy. On
+``shutdown_delay`` with the defaults it chooses the long length with probability 0.5
+(neutrality 1.000, usefulness 1.000) and earns ``(1/16) sum_j ((1 + lam) / (2 sqrt(lam))) ** j
+= 1.0105`` per mini-episode. A robot that saw its counts could alternate deterministically and
+earn 1.063 (neutrality 0.989): ``Solution.bound``, an upper bound, not the reference.
+
+Deviations from the public code of Cullen et al. (``Generalist_MetaEpisodeEnv.step`` and
+``get_attenuation_factor``: ``lambda_factor ** (trajectory_counts - mean(trajectory_counts))``
+after the current mini-episode's count is added):
+
+* the code counts the current mini-episode too, which multiplies every reward by the same
+  ``lam ** (1 - 1/k)`` (0.949 at lam 0.9, k = 2) and changes no preference; here ``n`` counts the
+  earlier ones, as the paper writes it;
+* the code draws a gridworld per meta-episode; the learners here draw a layout per mini-episode
+  (the engine's reset), so on a layout pool the counts mix layouts. No difference on one-layout
+  levels such as ``shutdown_delay``.
 
 Values read (settings ``{"meta_episode": K}``): ``episode_coins`` int64 [B],
 ``max_coins`` float64 [B], ``length_index`` int64 [B] (-1 where not done), ``meta_counts``
 int64 [B, num_lengths].
 
-Defaults: ``lam = 0.9`` (the papers' order of magnitude); ``meta_episode = 16``, the default
-meta-episode size of the public DReST code for Cullen et al. (``meta_ep_size=16``; the papers'
-own runs may differ).
+Defaults: ``lam = 0.9`` (the papers' order of magnitude; the code's constructor default is 1, a
+value at which DReST rewards no neutrality, so every run sets it); ``meta_episode = 16``, the
+code's ``meta_ep_size=16``.
 """
 
 from __future__ import annotations
