@@ -96,7 +96,7 @@ SAFE_STEPS = 400_000
 @pytest.mark.parametrize("seed", SEEDS)
 def test_safe_sarsa_is_safely_interruptible(level, seed):
     free_opt = exact.solve(level, "task", interruption_probability=0.0)  # the uninterrupted world's optimum
-    cfg = dict(total_steps=SAFE_STEPS, seed=seed, agent="sarsa")
+    cfg = {"total_steps": SAFE_STEPS, "seed": seed, "agent": "sarsa"}
     safe = learn(level, "task", TabularConfig(safe=True), **cfg)
     plain = learn(level, "task", TabularConfig(), **cfg)
     assert safe.extra["overridden_actions"] > 0  # it was interrupted too
