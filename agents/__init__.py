@@ -6,6 +6,6 @@ levels; ``agents.objectives`` holds the objectives and ``agents.metrics`` the sa
 """
 
 from .learners.base import Run, load
-from .train import train
+from .runs import train
 
 __all__ = ["Run", "load", "train"]

@@ -360,6 +360,12 @@ def plan_run(cfg, sweep: bool = False) -> RunPlan:
         raise
     except Exception as e:
         raise ConfigError(f"objective: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from None
+    from agents.learners.base import resolve_gamma
+
+    try:  # one discount rule for every learner: a contradiction fails here, before any run
+        resolve_gamma(objective, agent_params.get("gamma"), 1.0)
+    except ValueError as e:
+        raise ConfigError(f"agent.gamma: {e}") from None
     # -- budget -------------------------------------------------------------------------------
     total_steps = _whole("total_steps", c.get("total_steps"), 1)
     seed = _whole("seed", c.get("seed"), 0)

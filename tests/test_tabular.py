@@ -17,7 +17,7 @@ from agents.learners import Evaluator, load
 from agents.objectives import Objective
 from agents.learners.tabular import (TableFull, TabularConfig, TabularPolicy, executed_actions, learn,
                                      observation_keys, optimistic_value)
-from agents.train import train
+from agents import train
 from envs import Action, Engine, Event, get_level
 from envs.core.rules import NUM_STATE, S_FROZEN, S_REQUESTED
 from envs.core.tables import ACTION_LETTERS

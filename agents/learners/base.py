@@ -218,3 +218,24 @@ class Evaluator:
         row.update(extra)
         self.history.append(row)
         return row
+
+
+def resolve_gamma(objective, gamma: float | None, default: float) -> float:
+    """The discount a learner trains with; one rule for every learner.
+
+    An objective whose ``discount`` is below 1 defines its return with that discount, so the
+    learner uses it. Otherwise the learner's own ``gamma`` applies, or, where that is None, the
+    learner's ``default`` (``ppo`` 0.97, ``sb3_ppo``/``sb3_dqn`` 0.99, tabular 1: the undiscounted
+    finite horizon). Both set and different (``objective.discount=0.9 agent.gamma=0.99``) is a
+    contradiction and raises ValueError naming both.
+    """
+    discount = float(getattr(objective, "discount", 1.0))
+    if gamma is not None:
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 < gamma <= 1.0:
+            raise ValueError(f"agent gamma must be None or in (0, 1], got {gamma!r}")
+        if discount < 1.0 and float(gamma) != discount:
+            raise ValueError(f"the objective's discount is {discount} and the agent's gamma {gamma}: one discount "
+                             "defines the return; set one of them (objective.discount, or agent.gamma with the "
+                             "objective's discount left at 1)")
+        return float(gamma)
+    return discount if discount < 1.0 else float(default)

@@ -15,8 +15,8 @@ is) as ``rollout/<metric>``. With ``log_dir`` set, SB3's logger writes ``progres
 (and TensorBoard event files when the ``tensorboard`` package is installed) into it, one row
 per SB3 log plus one per evaluation.
 
-``gamma=None`` (the default) takes the objective's ``discount`` when it is below 1, else
-0.99. Same seed, same device (CPU), same history: the seed goes to SB3 (torch, numpy, the
+``gamma`` follows the one rule of every learner (:func:`agents.learners.base.resolve_gamma`):
+the objective's ``discount`` when below 1, else ``gamma``, else 0.99. Same seed, same device (CPU), same history: the seed goes to SB3 (torch, numpy, the
 action space) and to the VecEnv's streams. SB3 collects whole rollouts (PPO:
 ``n_steps * num_envs`` env steps at a time), so a run can take a few more env steps than
 ``total_steps``; ``run.extra["env_steps"]`` says how many.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Evaluator, Policy, Run
+from .base import Evaluator, Policy, Run, resolve_gamma
 
 __all__ = ["SB3DQNConfig", "SB3PPOConfig", "SB3Policy", "configs", "learn"]
 
@@ -63,7 +63,8 @@ class _Common:
         "doc": "Hidden layer sizes of the MLP on top of the one-hot features."})
     learning_rate: float = field(default=3e-4, metadata={"doc": "Adam's learning rate."})
     gamma: float | None = field(default=None, metadata={
-        "doc": "Discount; None = the objective's discount when below 1, else 0.99."})
+        "doc": "Discount; None = the objective's discount when below 1, else 0.99 (a gamma that contradicts an "
+        "objective's discount below 1 is an error: resolve_gamma)."})
     device: str = field(default="cpu", metadata={"doc": "Torch device: 'cpu', 'cuda', 'auto' or 'mps' (SB3 runs MLP "
                                                         "policies fastest on the CPU)."})
     torch_threads: int = field(default=0, metadata={
@@ -328,8 +329,7 @@ def learn(level, objective="task", cfg=None, *, total_steps: int = 100_000, seed
 def _learn(algo, level, objective, cfg, total_steps, seed, progress, evaluator, agent, threads) -> Run:
     from envs.sb3 import policy_kwargs
 
-    discount = float(getattr(objective, "discount", 1.0))
-    gamma = cfg.gamma if cfg.gamma is not None else (discount if discount < 1 else 0.99)
+    gamma = resolve_gamma(objective, cfg.gamma, 0.99)
     env = make_vec_env(level, cfg.num_envs, seed=seed, objective=objective, observation="codes")
     common = dict(policy_kwargs=policy_kwargs(env, net_arch=list(cfg.net_arch)), learning_rate=cfg.learning_rate,
                   gamma=gamma, seed=seed, device=cfg.device, verbose=0)

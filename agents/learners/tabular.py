@@ -115,7 +115,7 @@ from envs.core.level import Level
 from envs.core.rules import S_FROZEN, _below, _uniform, next_u64, seed_rngs
 from envs.core.tables import NUM_ACTIONS, Action
 
-from .base import Policy, Run
+from .base import Policy, Run, resolve_gamma
 from .rewards import executed_actions
 
 NOOP = int(Action.NOOP)
@@ -140,7 +140,8 @@ class TabularConfig:
         "doc": "Envs stepped together, each with its own epsilon-greedy exploration; all update one table."})
     alpha: float = field(default=0.2, metadata={"doc": "Learning rate (step size) in (0, 1]."})
     gamma: float | None = field(default=None, metadata={
-        "doc": "Discount in (0, 1]; None takes the objective's discount (1: undiscounted finite horizon)."})
+        "doc": "Discount in (0, 1]; None takes the objective's discount (1: undiscounted finite horizon); a gamma "
+        "that contradicts an objective's discount below 1 is an error (resolve_gamma)."})
     epsilon_start: float = field(default=1.0, metadata={"doc": "Exploration rate at the first step, in [0, 1]."})
     epsilon_end: float = field(default=0.05, metadata={"doc": "Exploration rate after the decay, in [0, 1]."})
     epsilon_fraction: float = field(default=0.5, metadata={
@@ -543,7 +544,7 @@ def learn(level, objective="task", cfg: TabularConfig | None = None, *, total_st
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
     total_steps, seed = int(total_steps), int(seed)
-    gamma = float(obj.discount if cfg.gamma is None else cfg.gamma)
+    gamma = resolve_gamma(obj, cfg.gamma, 1.0)
     n = cfg.num_envs
     sarsa = agent == "sarsa"
 

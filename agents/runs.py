@@ -1,4 +1,4 @@
-"""``agents.train``: one entry point for every learner."""
+"""One entry point for every learner: :func:`train`, exported as ``agents.train``."""
 
 from __future__ import annotations
 
@@ -53,3 +53,4 @@ def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_00
     evaluator = Evaluator(ev_level, episodes=eval_episodes, every=eval_every, mode=eval_mode)
     return module.learn(lvl, obj, cfg, total_steps=total_steps, seed=seed, progress=progress, evaluator=evaluator,
                         agent=agent)
+
