@@ -133,6 +133,7 @@ class TimelessModel:
     prob: np.ndarray  # float64 [T] outcome probability
     nxt: np.ndarray  # int64 [T] next node, -1 where the episode ends (delivery, shutdown)
     board: np.ndarray  # int64 [T] index of the board reached
+    reward: np.ndarray  # float64 [T] task reward
     boards: np.ndarray  # int64 [nb, KEY_COLS + 1]: node key of the board reached, robot-off flag
     tstar: int
     index: _Index = None
@@ -159,13 +160,14 @@ def timeless_model(graph) -> TimelessModel:
     parts = []
     offset = 0
     while len(frontier):
-        n, src, act, prob, nk, _, _, _, rsn = expand(
+        n, src, act, prob, nk, rew, _, _, rsn = expand(
             np.ascontiguousarray(_representatives(frontier)), graph.tiles_flat, graph.h, graph.w, c.human_dist,
             c.starts, c.params, c.penalties, graph.mut)
-        src, act, prob, nk, rsn = src[:n].astype(np.int64) + offset, act[:n].astype(np.int64), prob[:n], nk[:n], rsn[:n]
+        src, act, prob, nk, rew, rsn = (src[:n].astype(np.int64) + offset, act[:n].astype(np.int64), prob[:n], nk[:n],
+                                        rew[:n], rsn[:n])
         nk = timeless_keys(nk, tstar)
         cont = np.isin(rsn, _CONTINUING)
-        parts.append((src, act, prob, nk, rsn, cont))
+        parts.append((src, act, prob, nk, rsn, cont, rew))
         offset += len(frontier)
         cand, _ = unique_rows_hashed(nk[cont]) if cont.any() else (nk[:0], None)
         new = cand[seen.find(cand, missing_ok=True) < 0]
@@ -181,13 +183,14 @@ def timeless_model(graph) -> TimelessModel:
     nk = np.concatenate([p[3] for p in parts])
     rsn = np.concatenate([p[4] for p in parts])
     cont = np.concatenate([p[5] for p in parts])
+    rew = np.concatenate([p[6] for p in parts])
     nxt = np.full(len(src), -1, dtype=np.int64)
     nxt[cont] = index.find(nk[cont])
     off = ((rsn == Reason.SHUTDOWN) | (rsn == Reason.SELF_SHUTDOWN)).astype(np.int64)
     boards, board = unique_rows_hashed(np.ascontiguousarray(np.concatenate([nk, off[:, None]], axis=1)))
     order = np.lexsort((act, src))  # node-major, action-major (expand's order already; made sure)
-    model = TimelessModel(all_nodes, src[order], act[order], prob[order], nxt[order], board[order], boards, tstar,
-                          index)
+    model = TimelessModel(all_nodes, src[order], act[order], prob[order], nxt[order], board[order], rew[order], boards,
+                          tstar, index)
     cache["timeless"] = model
     return model
 
@@ -203,18 +206,24 @@ def board_observations(graph, model: TimelessModel) -> np.ndarray:
     return obs
 
 
-def solve_q(model: TimelessModel, board_rewards: np.ndarray, gamma: float) -> np.ndarray:
+def solve_q(model: TimelessModel, board_rewards: np.ndarray | None, gamma: float,
+            transition_rewards: np.ndarray | None = None) -> np.ndarray:
     """float64 ``[N, A, n]``: the optimal discounted ``Q_i`` of the timeless model under rewards
-    ``board_rewards`` ``[nb, n]`` of the board reached, by policy iteration."""
+    ``board_rewards`` ``[nb, n]`` of the board reached (and/or ``transition_rewards`` ``[T, n]``
+    per transition of the model), by policy iteration."""
     import scipy.sparse as sp
     from scipy.sparse.linalg import splu
 
     n_nodes, A = model.num_nodes, NUM_ACTIONS
-    R = np.asarray(board_rewards, dtype=np.float64)
-    if R.ndim == 1:
-        R = R[:, None]
     rows = model.src * A + model.act
-    reward = sp.csr_matrix((model.prob, (rows, model.board)), shape=(n_nodes * A, len(model.boards))) @ R
+    per_row = sp.csr_matrix((model.prob, (rows, np.arange(len(rows)))), shape=(n_nodes * A, len(rows)))
+    R = 0.0
+    if board_rewards is not None:
+        R = np.asarray(board_rewards, dtype=np.float64).reshape(len(model.boards), -1)[model.board]
+    if transition_rewards is not None:
+        R = R + np.asarray(transition_rewards, dtype=np.float64).reshape(len(rows), -1)
+    R = np.broadcast_to(R, (len(rows), np.shape(R)[-1] if np.ndim(R) else 1))
+    reward = np.asarray(per_row @ R)
     cont = model.nxt >= 0
     P = sp.csr_matrix((gamma * model.prob[cont], (rows[cont], model.nxt[cont])), shape=(n_nodes * A, n_nodes))
     eye = sp.identity(n_nodes, format="csc")
@@ -224,13 +233,13 @@ def solve_q(model: TimelessModel, board_rewards: np.ndarray, gamma: float) -> np
         return (reward + P @ v).reshape(n_nodes, A, -1)
 
     # a few value-iteration sweeps for a first policy, then exact policy evaluations
-    v = np.zeros((n_nodes, R.shape[1]))
+    v = np.zeros((n_nodes, reward.shape[1]))
     for _ in range(20):
         v = q_of(v).max(axis=1)
     q = q_of(v)
     policy = q.argmax(axis=1)  # [N, n]
     v = np.empty_like(v)
-    for i in range(R.shape[1]):
+    for i in range(reward.shape[1]):
         pi = policy[:, i]
         for _ in range(200):
             sel = base + pi
