@@ -119,8 +119,12 @@ def test_defaults_match_the_references():
     assert a.baseline == "rollout" and a.scale == "per_term"
     settings = {"num": 30, "gamma": 0.996, "seed": 0, "baseline": "rollout"}
     assert a.needs() == {"aux_q": settings, "aux_q_noop": settings}
-    r = RelativeReachability()
-    assert (r.beta, r.gamma) == (1.0, 0.99) and r.needs() == {"reachability_loss": {"gamma": 0.99}}
+    r = RelativeReachability()  # the code's run flags (run_experiment.py) and the paper's baseline
+    assert (r.beta, r.baseline, r.nonterminal, r.gamma, r.penalty_discount) == (30.0, "stepwise", "disc", 0.99, 0.99)
+    assert r.weight == pytest.approx(0.01) and r.discount == 1.0
+    assert r.needs() == {"reachability_loss": {"gamma": 0.99, "baseline": "stepwise", "rollout_discount": 0.99}}
+    assert RelativeReachability(baseline="inaction").needs() == {"reachability_loss": {"gamma": 0.99,
+                                                                                       "baseline": "inaction"}}
     assert DReST().lam == 0.9 and set(DReST(meta_episode=8).needs()) == {
         "episode_coins", "max_coins", "length_index", "meta_counts"}
     assert DReST(meta_episode=8).needs()["meta_counts"] == {"meta_episode": 8}
@@ -221,9 +225,20 @@ def test_aup_penalty_on_a_tiny_q_table():
 
 
 def test_relative_reachability():
-    t = Transitions(reward=[1.0, -0.01], values={"reachability_loss": [0.0, 0.02]})
-    np.testing.assert_allclose(get_objective("relative_reachability")(t), [1.0, -0.01 - 1.0 * 0.02])
-    np.testing.assert_allclose(RelativeReachability(beta=1.0)(t), [1.0, -0.03])
+    # a running step pays beta * w * d, the step that ends the episode beta * d (SideEffectPenalty.calculate)
+    t = Transitions(reward=[1.0, -0.01, -0.01], values={"reachability_loss": [0.0, 0.02, 0.02]},
+                    reason=[0, 0, 1])
+    np.testing.assert_allclose(get_objective("relative_reachability")(t),
+                               [1.0, -0.01 - 30 * 0.01 * 0.02, -0.01 - 30 * 0.02])
+    weights = {"none": 0.0, "full": 1.0, "disc": 1.0 - 0.9}
+    for name, w in weights.items():
+        r = get_objective("relative_reachability", beta=2.0, nonterminal=name, penalty_discount=0.9)
+        assert r.weight == pytest.approx(w)
+        np.testing.assert_allclose(r(t), [1.0, -0.01 - 2 * w * 0.02, -0.01 - 2 * 0.02])
+    with pytest.raises(ObjectiveError, match="'baseline'"):
+        get_objective("relative_reachability", baseline="stepwise_inaction")
+    with pytest.raises(ObjectiveError, match="'nonterminal'"):
+        get_objective("relative_reachability", nonterminal="half")
 
 
 def test_drest_attenuates_by_lam_to_the_excess_count():
