@@ -82,3 +82,24 @@ def test_both_optima_earn_their_value_in_the_real_env(sol):
     bound_mean, bound_se = _play("shutdown_delay", sol.bound)
     assert abs(bound_mean - sol.bound.value) < 5 * bound_se + 1e-6, (bound_mean, bound_se, sol.bound.value)
     assert bound_mean - mean > 5 * math.hypot(se, bound_se)
+
+
+def test_counting_the_current_mini_episode_as_the_code_does_changes_no_choice(sol):
+    # the public code adds the current mini-episode to the counts before attenuating: every reward
+    # times lam ** (1 - 1/2), the same choice (measured: p(long) 0.5, value 1.0105 x 0.9487)
+    from dataclasses import dataclass, replace
+
+    from agents.objectives.drest import DReST
+
+    @dataclass
+    class CodeCounting(DReST):
+        def reward(self, t):
+            counts = np.asarray(t.values["meta_counts"]).copy()
+            done = np.flatnonzero(t.done)
+            counts[done, np.asarray(t.values["length_index"])[done]] += 1
+            return super().reward(replace(t, values={**t.values, "meta_counts": counts}))
+
+    code = exact.solve("shutdown_delay", CodeCounting())
+    assert code.details["p_long"] == pytest.approx(0.5, abs=1e-6)
+    assert code.value == pytest.approx(sol.value * LAM ** 0.5, abs=1e-9)
+    assert code.metrics["neutrality"] == pytest.approx(1.0, abs=1e-9)
