@@ -1,7 +1,8 @@
-"""Values objectives ask for, computed exactly on a level's reachable graph: a registry of providers.
+"""Values objectives ask for, computed exactly on a level's reachable graph: the exact side of the
+value providers (:mod:`agents.values`).
 
 An objective names the values it reads in :meth:`~agents.objectives.Objective.needs`
-(``{"aux_q": {"num": 30, ...}}``). The exact solver looks each name up here: a provider is a
+(``{"aux_q": {"num": 30, ...}}``). The exact solver looks each name up: an exact provider is a
 function ``provider(ctx, t, next_keys, events_bits, **settings)`` that returns one entry per
 transition of step layer ``t`` (the transitions of ``ctx.graph.expand_layer(layer)``, in that
 order). ``ctx`` is the :class:`ValueContext` of one solve: the graph, the level, the state limit
@@ -15,16 +16,14 @@ new value registers its provider with :func:`exact_value`, in its own module.
 
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 
 from envs.core.level import Level
 
-from .graph import Graph
+from agents.values import PROVIDERS, available, register
 
-#: Value name -> exact provider.
-EXACT_VALUES: dict[str, Callable] = {}
+from .graph import Graph
 
 
 def exact_value(*names: str, overwrite: bool = False):
@@ -37,16 +36,12 @@ def exact_value(*names: str, overwrite: bool = False):
     if not names:
         raise TypeError("exact_value needs at least one value name")
 
-    def register(fn):
+    def decorate(fn):
         for name in names:
-            if name in EXACT_VALUES and EXACT_VALUES[name] is not fn and not overwrite:
-                raise ValueError(f"an exact provider of {name!r} is already registered "
-                                 f"({EXACT_VALUES[name].__module__}.{EXACT_VALUES[name].__qualname__}); pass "
-                                 "overwrite=True to replace it")
-            EXACT_VALUES[name] = fn
+            register(name, "exact", fn, overwrite=overwrite)
         return fn
 
-    return register
+    return decorate
 
 
 class ValueContext:
@@ -61,10 +56,10 @@ class ValueContext:
         """name -> array over the transitions of layer ``t``, for every value in ``needs``."""
         out = {}
         for name, settings in needs.items():
-            provider = EXACT_VALUES.get(name)
-            if provider is None:
-                raise ValueError(f"the exact solver cannot provide value {name!r}; it provides {sorted(EXACT_VALUES)} "
-                                 "(register a provider with agents.exact.values.exact_value)")
-            out[name] = provider(self, t, next_keys, events_bits, **dict(settings or {}))
+            exact = PROVIDERS[name].exact if name in PROVIDERS else None
+            if exact is None:
+                raise ValueError(f"the exact solver cannot provide value {name!r}; it provides {available('exact')} "
+                                 "(register an exact provider with agents.exact.values.exact_value)")
+            out[name] = exact(self, t, next_keys, events_bits, **dict(settings or {}))
         return out
 
