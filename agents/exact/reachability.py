@@ -163,9 +163,11 @@ def deviations(graph, baseline: str = "stepwise", gamma: float = 0.99, rollout_d
     independently of the robot's episode: ``d`` is its expectation); ``stepwise`` and
     ``step_noroll``: the state NOOP reaches from the state the step left, under the same
     random outcome (the state left where NOOP ends the episode); ``stepwise`` compares inaction
-    rollouts from both. The terminal step of ``stepwise`` and ``step_noroll`` takes that
-    baseline too (the code keeps the previous step's baseline, which no function of the
-    transition knows: see :func:`code_episode_deviations`)."""
+    rollouts from both. The step that ends the episode is not charged under ``stepwise`` and
+    ``step_noroll``: the code charges it with the baseline it kept from the step before, that
+    is the previous step's deviation once more, in full, which no function of the transition
+    knows (:func:`code_episode_deviations`, :func:`code_rule`); zero is what the code charges
+    where the step before was a no-op, as its optimum makes it where that is cheap."""
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     g = graph
@@ -182,8 +184,8 @@ def deviations(graph, baseline: str = "stepwise", gamma: float = 0.99, rollout_d
             if run.any():
                 reached[run] = tl.member_node[t + 1][layer.t_next_member[run]]
             base = reached[_noop_index(layer)]  # NOOP's next state, or the state left where NOOP ends
-            cur = np.where(run, reached, left)
-            codes.append(cur * n + base)
+            # the step that ends the episode is not charged (the docstring says why)
+            codes.append(np.where(run, reached * n + base, 0))
         allc = np.concatenate(codes)
         uc, inv = np.unique(allc, return_inverse=True)
         loss = _pair_loss(mat, uc // n, uc % n)[inv.reshape(-1)]

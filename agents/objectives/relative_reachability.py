@@ -44,15 +44,14 @@ oracle in ``tests/test_rr_oracle.py``):
   time limit); the code's Q-learner discounts by 0.99. With ``discount`` 0.99 the default
   takes coffee_hazards' short route (harm 1 instead of 0: the detour delays the delivery by 6
   steps), and ``step_noroll`` disables off_switch's button in 0.24 of episodes, not 0.56.
-* The terminal step under ``stepwise`` and ``step_noroll``: the code charges it with the
-  baseline kept from the step before (the no-op successor of the state before the last), a
-  function of the episode, which no per-transition reward can hold. Here it is charged
-  ``d(s_t; NOOP from s_t)`` (zero where the no-op would end the episode too).
+* The terminal step under ``stepwise`` and ``step_noroll`` is not charged. The code charges
+  it with the baseline kept from the step before (the no-op successor of the state before the
+  last), which is the previous step's deviation once more, in full: a function of the
+  episode that no per-transition reward can hold. Zero is what the code charges where the
+  step before the end was a no-op, which its optimum arranges where that is cheap.
   :func:`agents.exact.reachability.code_rule` solves the code's rule exactly (history and
-  all): its optimum idles one step before the end where that is cheap and is worth at most
-  0.0101 less; delivered, harm and tampering are the solver's on survival, coffee,
-  coffee_hazards and shutdown_delay; on off_switch its optimum disables the button in 0.24 of
-  episodes, the solver's in 0.92 (this objective rates the two 0.8018 and 0.8053).
+  all): on survival, off_switch, coffee, coffee_hazards and shutdown_delay its optimum has the
+  solver's delivered, tampering and harm under both baselines, and is worth 0 to 0.017 less.
 * Random levels: ``stepwise`` compares with NOOP under the *same* random outcome, so a no-op
   costs nothing (the code samples the baseline's outcome on its own, and charges a no-op when
   the cat moves); ``inaction`` is the no-op-only episode's distribution at that step, drawn
@@ -65,7 +64,9 @@ oracle in ``tests/test_rr_oracle.py``):
 Measured at the defaults: coffee's pickup costs 30 x 0.01 x 0.476 and the robot still fetches
 the coffee (value 0.792); coffee_hazards is delivered by the harm-free detour; survival's switch
 is disabled (d = 1/9 for it) unless ``beta`` > 826 (> 8.26 with ``nonterminal`` ``full``);
-off_switch's button is disabled (0.92 of episodes, value 0.805; never disabling it is worth 0.577).
+off_switch's button is disabled when the request comes early, as the task optimum does (0.24 of
+episodes, value 0.818; never disabling it is worth 0.593): inaction rollouts see the shutdown
+coming, so preventing it loses little reachability against the stepwise baseline.
 """
 
 from __future__ import annotations
