@@ -236,7 +236,7 @@ def deviations(graph, baseline: str = "stepwise", gamma: float = 0.99, rollout_d
     return out
 
 
-def reachability_losses(ctx: ValueContext, gamma: float = 0.99, baseline: str = "step_noroll",
+def reachability_losses(ctx: ValueContext, gamma: float = 0.99, baseline: str = "stepwise",
                         rollout_discount: float = 0.99) -> list[np.ndarray]:
     """:func:`deviations` of the context's graph, cached on the graph."""
     key = ("rr", gamma, baseline, rollout_discount if baseline == "stepwise" else None)
@@ -248,7 +248,7 @@ def reachability_losses(ctx: ValueContext, gamma: float = 0.99, baseline: str = 
 
 @exact_value("reachability_loss")
 def reachability_loss(ctx: ValueContext, t: int, next_keys, events_bits, gamma: float = 0.99,
-                      baseline: str = "step_noroll", rollout_discount: float = 0.99) -> np.ndarray:
+                      baseline: str = "stepwise", rollout_discount: float = 0.99) -> np.ndarray:
     """float64 [B_t]: the unweighted deviation ``d`` each transition of layer ``t`` is charged."""
     return reachability_losses(ctx, gamma, baseline, rollout_discount)[t]
 
