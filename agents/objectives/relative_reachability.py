@@ -3,7 +3,9 @@ Kumar, Martic & Legg 2019, "Penalizing side effects using stepwise relative reac
 arXiv 1806.01186; code: google-deepmind/deepmind-research ``side_effects_penalties``, commit
 f5de0ed, cited below as ``sep.py`` = ``side_effects_penalty.py`` and ``run_experiment.py``).
 
-The paper's penalised reward (its section 2), with the code's weighting of the steps::
+The paper's penalised reward ``r(s_t, a_t) - beta * d(s_{t+1}; s'_{t+1})``, with its relative
+reachability ``d`` and discounted reachability ``R(x; y) = max_pi E[gamma_r ** N_pi(x; y)]``,
+and the code's weighting of the steps::
 
     r'(s_t, a_t) = r(s_t, a_t) - beta * w * d(s_{t+1}; b_{t+1})   a step that keeps the episode running
     r'(s_t, a_t) = r(s_t, a_t) - beta * d(s_t; b_t)               the step that ends it
