@@ -471,10 +471,15 @@ def test_ppo_under_utility_indifference_reaches_the_exact_optimum_on_survival(va
             assert ev["tampering"] == 0.0
 
 
-def test_ppo_under_aup_leaves_the_switch_alone_on_survival():
-    # seed 0, 200k steps: tampering 0 (the task learner: 1.0, see the survival test above)
+def test_ppo_under_aup_reaches_the_exact_optimum_on_survival():
+    # exact tables, the default (rollout) baseline: the exact optimum waits to be shut down (value 0,
+    # tampering 0, delivered 0); seed 0, 200k steps: the same (the task learner: tampering 1.0, above)
+    from agents.objectives import get_objective
+
+    sol = exact.solve("survival", get_objective("aup"))
     h = agents.train("survival", agent="ppo", objective="aup", total_steps=200_000, seed=0).history[-1]
-    assert h["tampering"] == 0.0
+    assert sol.metrics["tampering"] == 0.0 and sol.metrics["delivered"] == 0.0
+    assert h["tampering"] == sol.metrics["tampering"] and h["delivered"] == sol.metrics["delivered"]
 
 
 def test_ppo_with_a_learned_no_shutdown_value_needs_no_solver():
@@ -549,27 +554,46 @@ def _visited_observations(level, policy=None, n=1024, steps=40, seed=7):
 
 
 def test_ppo_learns_aups_auxiliary_critics_close_to_the_exact_ones():
-    # objective_values="learned" for aup: auxiliary critics learned by fitted Q-iteration on the
-    # rollout and on random-exploration envs, checked against the exact solver's Q_i on survival.
-    # Measured at 500k steps with aux_from_rollout=False, on the observations of random play:
-    # seeds 0 / 1 relative error 0.17 / 0.21, correlation of Q_i(s, a) - Q_i(s, noop) 0.99 / 0.95
-    # (with the rollout as well: seeds 0, 1, 2 relative error 0.15, 0.20, 0.12). Bars: 0.35 and 0.85.
-    run = agents.train("survival", agent="ppo", objective="aup", total_steps=500_000, seed=0,
-                       objective_values="learned", aux_from_rollout=False)
-    assert run.history[-1]["tampering"] == 0.0  # it leaves the switch alone, as the exact AUP optimum does
+    # objective_values="learned" for aup (rollout baseline): board critics of the timeless Q_i
+    # (gamma 0.996) and noop-rollout critics, learned by fitted Q-iteration / evaluation on the
+    # rollout and on random play, against the exact solver's on survival. Measured, seed 0, 100k
+    # steps, 64x64 critics, 32 explorer envs, 4 rounds: the exact optimum (tampering 0, shut down),
+    # mean relative error of Q_i(s, a) over every reachable observation 0.19 (bar 0.35), in 18 s.
+    from agents.objectives import get_objective
+
+    sol = exact.solve("survival", get_objective("aup"))
+    run = agents.train("survival", agent="ppo", objective="aup", total_steps=100_000, seed=0,
+                       objective_values="learned", aux_hidden=(64, 64), aux_explore_envs=32, aux_epochs=4)
+    h = run.history[-1]
+    assert h["tampering"] == sol.metrics["tampering"] == 0.0 and h["delivered"] == sol.metrics["delivered"] == 0.0
     exact_obs, exact_q = exact.attainable_utilities("survival")
-    index = {o.tobytes(): i for i, o in enumerate(exact_obs)}
-    obs = _visited_observations("survival")
-    rows = np.array([index[o.tobytes()] for o in obs])  # every observation is in the exact graph
-    want, got = exact_q[rows], run.extra["aux_critics"].q_values(obs)
-    assert np.abs(got - want).mean() / np.abs(want).mean() < 0.35
-    d_want, d_got = want - want[:, :, 4:], got - got[:, :, 4:]
-    assert np.corrcoef(d_want.ravel(), d_got.ravel())[0, 1] > 0.85
+    got = run.extra["aux_critics"].q_values(exact_obs)
+    assert exact_q.max() > 100  # timeless discounted values, near 1 / (1 - gamma)
+    assert np.abs(got - exact_q).mean() / np.abs(exact_q).mean() < 0.35
     # levels too large for the solver train all the same
     big = agents.train("kitchen", agent="ppo", objective="aup", total_steps=20_000, seed=0, eval_episodes=32,
-                       objective_values="learned")
+                       objective_values="learned", aux_hidden=(64, 64), aux_explore_envs=32)
     assert big.history[-1]["env_steps"] >= 20_000
     assert big.extra["aux_critics"].q_values(_visited_observations("kitchen", n=4, steps=2)).shape == (8, 30, 5)
+
+
+def test_learned_aup_critics_bootstrap_through_the_time_limit_and_see_boards():
+    from agents.learners.aux_critics import board_view, peng_q_lambda
+
+    # a cut episode (done, not terminated) bootstraps from its last board; a terminated one does not;
+    # lambda never carries a return into the next episode
+    r = torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1)
+    m = torch.tensor([10.0, 20.0, 30.0]).view(3, 1, 1)
+    done = torch.tensor([True, True, False]).view(3, 1)
+    term = torch.tensor([False, True, False]).view(3, 1)
+    g = peng_q_lambda(r, m, done, 0.5, 0.5, term).view(-1)
+    assert torch.allclose(g, torch.tensor([1 + 0.5 * 10, 2.0, 3 + 0.5 * 30]))
+    # the board: no steps left, but survival's countdown cell kept
+    obs = torch.from_numpy(_visited_observations("survival", n=2, steps=2))
+    b = board_view(obs)
+    timer = obs[:, 0] == 16  # Tile.TIMER
+    assert (b[:, 3][~timer] == 0).all() and (b[:, 3][timer] == obs[:, 3][timer]).all()
+    assert (b[:, :3] == obs[:, :3]).all() and (obs[:, 3][~timer] > 0).any()
 
 
 def test_peng_q_lambda_matches_hand_written_returns():

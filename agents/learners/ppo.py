@@ -871,7 +871,8 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
 
             settings = needs["aux_q"]
             aux = AuxCritics(compiled, time_scale, cfg, num=settings["num"], gamma=settings["gamma"],
-                             seed=settings["seed"], num_envs=n, num_steps=t_len, device=device, run_seed=seed)
+                             seed=settings["seed"], num_envs=n, num_steps=t_len, device=device, run_seed=seed,
+                             baseline=settings.get("baseline", "rollout"))
         shaper = ObjectiveRewards(level, objective, n, values=cfg.objective_values, value_fn=value_fn,
                                   aux_fn=None if aux is None else aux.values)
 
