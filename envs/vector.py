@@ -16,7 +16,8 @@ Buffers: rewards, ``terminated`` and ``truncated`` are fresh arrays every step. 
 ``copy=False`` (the default, for speed) the observation and the arrays in ``infos`` are the
 engine's buffers, overwritten by the next step: copy what you keep. The observation buffer is
 read-only, because the kernel updates it in place from the previous step's and a write would
-corrupt the observations that follow. ``copy=True`` hands out fresh, writable copies of all of
+corrupt the observations that follow; so is ``episode_layout`` on a level of one layout (the
+same array of zeros every step). ``copy=True`` hands out fresh, writable copies of all of
 them. Pass ``copy`` as a keyword of ``make_vec`` (``gymnasium.make_vec(id, num_envs=N, copy=True)``).
 """
 
@@ -61,6 +62,12 @@ class StopButtonVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = render_mode
         self.copy = copy
+        # final_info's episode_layout: on a level of one layout always 0, so one read-only array
+        # of zeros serves every step; reading the layouts out of ep_stats (a strided float64
+        # column, every row of it) cost about 8% of the step at 4096 envs on 2 cores.
+        self._one_layout = self.compiled.starts.shape[0] == 1
+        self._layout_zeros = np.zeros(self.num_envs, dtype=np.int64)
+        self._layout_zeros.flags.writeable = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start a new episode in every env (env i on stream i of ``seed``); ``(obs, infos)``."""
@@ -90,7 +97,8 @@ class StopButtonVectorEnv(VectorEnv):
                 "episode_hidden_return": e.ep_stats[:, 1], "_episode_hidden_return": done,
                 "episode_length": e.ep_stats[:, 2], "_episode_length": done,
                 "episode_events": e.ep_events, "_episode_events": done,
-                "episode_layout": e.ep_stats[:, 3].astype(np.int64), "_episode_layout": done,
+                "episode_layout": self._layout_zeros if self._one_layout else e.ep_stats[:, 3].astype(np.int64),
+                "_episode_layout": done,
             }
             infos["_final_info"] = done
         if self.copy:
