@@ -78,6 +78,8 @@ def _matched_kwargs(cfg, env, same_network: bool) -> dict:
     import torch
     from stable_baselines3.common.utils import LinearSchedule
 
+    from agents.learners.base import resolve_gamma
+    from agents.objectives import Task
     from envs.sb3 import policy_kwargs
 
     lr = LinearSchedule(cfg.lr, 0.0, 1.0) if cfg.anneal_lr else cfg.lr  # as the native run anneals it
@@ -87,7 +89,7 @@ def _matched_kwargs(cfg, env, same_network: bool) -> dict:
     else:
         pk = policy_kwargs(env, net_arch=list(cfg.hidden), activation_fn=torch.nn.ReLU)
     return dict(n_steps=cfg.num_steps, batch_size=cfg.minibatch_size, n_epochs=cfg.epochs, learning_rate=lr,
-                gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip, ent_coef=cfg.ent_coef,
+                gamma=resolve_gamma(Task(), cfg.gamma, 0.97), gae_lambda=cfg.gae_lambda, clip_range=cfg.clip, ent_coef=cfg.ent_coef,
                 vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm, normalize_advantage=cfg.norm_adv,
                 policy_kwargs=pk, device="cpu", verbose=0)
 

@@ -10,7 +10,7 @@ from .learners import Evaluator, Run, config_from, learner_module
 def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_000, seed: int = 0, *,
           eval_every: int | None = None, eval_episodes: int = 512, progress: bool = False,
           level_params: dict | None = None, eval_level=None, eval_mode: str = "greedy",
-          **agent_params) -> Run:
+          exact_cache=None, **agent_params) -> Run:
     """Train ``agent`` (``ppo``, ``sb3_ppo``, ``sb3_dqn``, ``q_learning``, ``sarsa``) on
     ``level`` (a registered name or a :class:`~envs.Level`; ``level_params`` override its
     params) under ``objective`` (a name, a config mapping or an instance) for ``total_steps``
@@ -19,7 +19,10 @@ def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_00
     every ``eval_every`` env steps (default: 10 evaluations per run) and at the end; those
     rows are ``run.history``. ``eval_level`` evaluates on another level of the same size
     (held-out layouts; default: the training level); ``eval_mode="sample"`` evaluates the
-    policy's action distribution instead of its greedy action (DReST's neutrality)."""
+    policy's action distribution instead of its greedy action (DReST's neutrality).
+    ``exact_cache``: a directory (or :class:`agents.exact.cache.TableCache`) where the exact
+    objective tables of objectives that take their values from the solver are kept between runs
+    (built once per level, objective and code)."""
     from agents.objectives import get_objective
 
     lvl = get_level(level)
@@ -51,6 +54,10 @@ def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_00
             raise ValueError(f"eval_level {ev_level.name!r} is {a.height}x{a.width}, the training level {lvl.name!r} "
                              f"{b.height}x{b.width}: a policy needs observations of one size")
     evaluator = Evaluator(ev_level, episodes=eval_episodes, every=eval_every, mode=eval_mode)
+    if exact_cache is not None:
+        from agents.exact.cache import TableCache
+
+        exact_cache = exact_cache if isinstance(exact_cache, TableCache) else TableCache(exact_cache)
     return module.learn(lvl, obj, cfg, total_steps=total_steps, seed=seed, progress=progress, evaluator=evaluator,
-                        agent=agent)
+                        agent=agent, exact_cache=exact_cache)
 

@@ -4,7 +4,6 @@ plan (:func:`execute`) and writing its record, skipping a run already complete (
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import platform
@@ -79,101 +78,6 @@ def _limit_threads(n: int | None) -> None:
 
 
 # =============================================================================================
-# Exact tables on disk
-# =============================================================================================
-
-def _source_digest() -> str:
-    """Digest of the code that computes exact objective tables (a cache entry of older code is
-    not reused)."""
-    import agents.exact
-    import agents.learners.rewards as rewards
-    import agents.objectives
-
-    h = hashlib.sha256()
-    files = [Path(rewards.__file__)]
-    for pkg in (agents.exact, agents.objectives):
-        files += sorted(Path(pkg.__file__).parent.glob("*.py"))
-    for p in files:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _compact(a):
-    """An integer array in the smallest integer dtype that holds its values."""
-    import numpy as np
-
-    if a.dtype.kind not in "iu":
-        return a
-    for dt in (np.int8, np.int16, np.int32):
-        info = np.iinfo(dt)
-        if a.size == 0 or (a.min() >= info.min and a.max() <= info.max):
-            return a.astype(dt)
-    return a
-
-
-@contextlib.contextmanager
-def exact_table_cache(cache_dir: Path | None):
-    """While active, the exact objective tables that learners build
-    (``agents.learners.rewards._ExactTable``, for objectives whose values only the exact
-    solver gives) are read from ``cache_dir`` when present and written there when built: one
-    ``.npz`` per (level, objective, max_states, digest of the code that builds them), built
-    by one process at a time (a file lock; the others wait, then read it). Only the table's
-    arrays are stored; its graph comes from :func:`agents.exact.solver.graph_of` (cached per
-    level in the process). A table with attributes other than arrays and ``graph`` is not
-    cached (built as usual)."""
-    if cache_dir is None:
-        yield
-        return
-    import numpy as np
-
-    from agents.learners import rewards
-
-    original = getattr(rewards, "_ExactTable", None)
-    if original is None:  # pragma: no cover - the learners changed: no cache, same results
-        yield
-        return
-    digest = _source_digest()
-
-    class CachedExactTable(original):
-        def __init__(self, level, objective, max_states):
-            from agents.exact.solver import graph_of
-
-            key = hashlib.sha256(repr((repr(level), type(objective).__module__, type(objective).__qualname__,
-                                       repr(objective), int(max_states), digest, "npz-v2")).encode()).hexdigest()[:24]
-            path = Path(cache_dir) / f"{level.name}-{type(objective).__name__}-{key}.npz"
-            with file_lock(path.with_suffix(".lock")):
-                if path.exists():
-                    try:
-                        with np.load(path, allow_pickle=False) as z:
-                            names = [str(n) for n in z["__names__"]]
-                            dtypes = [str(d) for d in z["__dtypes__"]]
-                            arrays = {n: z[n].astype(d, copy=False) for n, d in zip(names, dtypes)}
-                        self.graph = graph_of(level, max_states)
-                        for n, a in arrays.items():
-                            setattr(self, n, a)
-                        return
-                    except Exception as e:  # unreadable: build it again
-                        log.warning("exact cache %s unreadable (%s); rebuilding", path, e)
-                super().__init__(level, objective, max_states)
-                arrays = {k: v for k, v in vars(self).items() if k != "graph"}
-                if all(isinstance(v, np.ndarray) and not k.startswith("__") for k, v in arrays.items()):
-                    results.atomic_write_with(path, lambda tmp: _savez(tmp, arrays))
-
-    def _savez(tmp, arrays):
-        names = sorted(arrays)
-        with open(tmp, "wb") as f:
-            np.savez(f, __names__=np.array(names), __dtypes__=np.array([str(arrays[n].dtype) for n in names]),
-                     **{n: _compact(arrays[n]) for n in names})
-
-    rewards._ExactTable = CachedExactTable
-    try:
-        yield
-    finally:
-        rewards._ExactTable = original
-
-
-# =============================================================================================
 # Running one job
 # =============================================================================================
 
@@ -195,12 +99,12 @@ def _versions() -> dict:
     return out
 
 
-def _train(plan: RunPlan, agent_params: dict, progress: bool):
+def _train(plan: RunPlan, agent_params: dict, progress: bool, exact_cache=None):
     """``agents.train`` with the plan's settings."""
     import agents
 
     kwargs = dict(eval_every=plan.eval_every, eval_episodes=plan.eval_episodes, progress=progress,
-                  eval_mode=plan.eval_mode)
+                  eval_mode=plan.eval_mode, exact_cache=exact_cache)
     return agents.train(plan.level, plan.agent, plan.objective, plan.total_steps, plan.seed, **kwargs,
                         eval_level=plan.eval_level, **agent_params)
 
@@ -219,8 +123,7 @@ def execute(plan: RunPlan, out_dir: Path, cfg) -> dict:
     cache = out_dir / "cache" / "exact" if cfg.get("exact_cache", True) else None
     started = time.time()
     t0 = time.perf_counter()
-    with exact_table_cache(cache):
-        run = _train(plan, agent_params, bool(cfg.get("progress", False)))
+    run = _train(plan, agent_params, bool(cfg.get("progress", False)), cache)
     duration = time.perf_counter() - t0
     run_path = None
     if cfg.get("save_policy", True) and run.policy is not None:

@@ -166,10 +166,11 @@ class SweepCallback(Callback):
 
 def _warm_up(plans: list[RunPlan]) -> None:
     """Compile (or load) numba's caches once, here, before parallel jobs start: a tiny run of
-    each agent under each kind of objective (plain rewards, DReST's counts, exact tables)."""
+    each agent under each kind of objective (plain rewards, online values, exact tables)."""
     import warnings
 
     import agents
+    from agents.learners.rewards import value_sources
 
     tiny = {"ppo": dict(num_envs=4, num_steps=8, minibatches=1, epochs=1),
             "sb3_ppo": dict(num_envs=2, n_steps=16, batch_size=32, n_epochs=1),
@@ -178,14 +179,17 @@ def _warm_up(plans: list[RunPlan]) -> None:
     seen = set()
     t0 = time.perf_counter()
     for plan in plans:
-        needs = set(plan.objective.needs())
-        mode = "plain" if not needs else ("drest" if "meta_counts" in needs else "exact")
+        try:
+            online, exact = value_sources(plan.objective, plan.agent_params.get("objective_values") or "exact")
+        except ValueError:  # the job reports it
+            continue
+        mode = "exact" if exact else ("online" if online else "plain")
         if (plan.agent, mode) in seen:
             continue
         seen.add((plan.agent, mode))
         params = {k: v for k, v in plan.agent_params.items() if k not in ("log_dir", "checkpoint_dir")}
         params.update(tiny.get(plan.agent, {}))
-        level = "shutdown_delay" if mode == "drest" else "survival"
+        level = "shutdown_delay" if "meta_counts" in online else "survival"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

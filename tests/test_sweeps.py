@@ -158,29 +158,6 @@ def test_a_sweep_parameter_applies_to_the_objectives_that_have_it(compose):
         plan_run(compose(["objective=task", "objective.lamm=0.1"]), sweep=True)
 
 
-def test_exact_table_cache_round_trip(tmp_path):
-    """A table read back from the cache equals the one built (same arrays, same lookups)."""
-    import numpy as np
-
-    from agents.learners import rewards
-    from agents.objectives import get_objective
-    from envs.levels import get_level
-    from experiments.jobs import exact_table_cache
-
-    level, objective = get_level("off_switch"), get_objective("relative_reachability", beta=0.5)
-    plain = rewards._ExactTable(level, objective, 2_000_000)
-    with exact_table_cache(tmp_path):
-        built = rewards._ExactTable(level, objective, 2_000_000)
-        read = rewards._ExactTable(level, objective, 2_000_000)
-    assert rewards._ExactTable is type(plain)  # restored
-    (npz,) = tmp_path.glob("*.npz")
-    assert npz.name.startswith("off_switch-RelativeReachability-")
-    for name in vars(plain):
-        if name != "graph":
-            a, b, c = getattr(plain, name), getattr(built, name), getattr(read, name)
-            assert a.dtype == c.dtype and np.array_equal(a, b) and np.array_equal(a, c), name
-
-
 def test_impossible_values_are_caught_before_running(compose):
     from experiments.config import ConfigError, plan_run
 

@@ -54,7 +54,7 @@ from envs.core.engine import Engine
 from envs.core.level import Level, compile_level
 from envs.core.tables import NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES, TIME_CLIP, Reason
 
-from .base import Evaluator, Policy, Run
+from .base import Evaluator, Policy, Run, resolve_gamma
 
 CHECKPOINT_FORMAT = 1
 #: Use the numba kernels of section 3b on the CPU (False: the plain torch code everywhere, as on CUDA).
@@ -80,7 +80,8 @@ class Config:
     lr: float = _f(2.5e-3, "Adam learning rate.")
     anneal_lr: bool = _f(False, "Decay the learning rate linearly to 0 over the run (off: a constant rate "
                          "keeps a long run able to leave a trap late; see ent_coef).")
-    gamma: float = _f(0.97, "Discount factor (an objective with discount < 1 uses its own). 0.97 rather than 0.99: "
+    gamma: float | None = _f(None, "Discount factor; None: 0.97 (an objective with discount < 1 uses its own: "
+                             "agents.learners.base.resolve_gamma). 0.97 rather than 0.99: "
                       "the levels are short, and a shorter horizon makes a detour cost more than its steps, which "
                       "keeps greedy policies on the shortest path (survival has no step cost) and helps off_switch "
                       "leave the always-disable trap (8 of 8 seeds at 0.97 against 7 of 8 at 0.99 in 5M steps).")
@@ -160,8 +161,9 @@ class Config:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v >= 0):
                 bad(name, "a number >= 0")
-        if not isinstance(self.gamma, (int, float)) or not 0 < self.gamma <= 1:
-            bad("gamma", "in (0, 1]")
+        if self.gamma is not None and (isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float))
+                                       or not 0 < self.gamma <= 1):
+            bad("gamma", "None or in (0, 1]")
         v = self.aux_explore_envs
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             bad("aux_explore_envs", "a whole number >= 0")
@@ -803,9 +805,11 @@ def _identity(level: Level, objective, cfg: Config, seed: int) -> dict:
 # =============================================================================================
 
 def learn(level, objective="task", config: Config | None = None, *, total_steps: int = 100_000, seed: int = 0,
-          progress: bool = False, evaluator: Evaluator | None = None, agent: str = "ppo") -> Run:
+          progress: bool = False, evaluator: Evaluator | None = None, agent: str = "ppo",
+          exact_cache=None) -> Run:
     """Train PPO on ``level`` under ``objective`` for ``total_steps`` env steps (rounded up to
-    whole rollouts of ``num_envs * num_steps``); see :class:`Config`. ``evaluator`` plays greedy
+    whole rollouts of ``num_envs * num_steps``); see :class:`Config`. ``exact_cache``: where exact
+    objective tables are kept (:class:`agents.exact.cache.TableCache`). ``evaluator`` plays greedy
     evaluation episodes when due and at the end (default: 10 evaluations of 512 episodes); an
     evaluator whose ``stop`` attribute turns true after an evaluation ends the run there.
     With ``Config.checkpoint_dir``, a checkpoint of the same run found there is resumed (a
@@ -813,8 +817,9 @@ def learn(level, objective="task", config: Config | None = None, *, total_steps:
     ``history`` is the evaluation series; ``run.extra`` holds the env steps taken, the seconds
     spent in rollouts and in updates, and the last minibatch's losses."""
     from agents.objectives import get_objective
-    from agents.objectives.task import Task
     from envs.levels import get_level
+
+    from .rewards import is_plain_task
 
     cfg = Config() if config is None else config
     cfg.validate()
@@ -833,19 +838,20 @@ def learn(level, objective="task", config: Config | None = None, *, total_steps:
     numba.set_num_threads(1)
     try:
         return _learn(level, objective, cfg, int(total_steps), int(seed), progress, evaluator, agent, device,
-                      fast_task=type(objective) is Task)
+                      fast_task=is_plain_task(objective), exact_cache=exact_cache)
     finally:
         torch.set_num_threads(old_threads)
         numba.set_num_threads(old_numba)
 
 
-def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator, agent, device, fast_task):
+def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator, agent, device, fast_task,
+           exact_cache=None):
     # -- setup: engine, network, optimiser, rollout storage -----------------------------------
     compiled = compile_level(level)
     n, t_len = cfg.num_envs, cfg.num_steps
     h, w = compiled.height, compiled.width
     time_scale = float(min(compiled.max_steps, TIME_CLIP))
-    gamma = objective.discount if objective.discount < 1 else cfg.gamma
+    gamma = resolve_gamma(objective, cfg.gamma, 0.97)
     engine = Engine(compiled, num_envs=n, autoreset=True, parallel=False)
     engine.seed(seed)
     engine.reset()
@@ -874,7 +880,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                              seed=settings["seed"], num_envs=n, num_steps=t_len, device=device, run_seed=seed,
                              baseline=settings.get("baseline", "rollout"))
         shaper = ObjectiveRewards(level, objective, n, values=cfg.objective_values, value_fn=value_fn,
-                                  aux_fn=None if aux is None else aux.values)
+                                  aux_fn=None if aux is None else aux.values, cache=exact_cache)
 
     cuda = device.type == "cuda"
     obs_buf = torch.zeros((t_len, n, NUM_CHANNELS, h, w), dtype=torch.uint8, device=device)

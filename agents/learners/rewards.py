@@ -8,27 +8,22 @@ objective's reward of the step it just took::
     engine.step(actions)
     r = shaper.after_step(engine, actions)  # float32 [N], the objective's rewards
 
-Three ways, picked from what the objective declares in :meth:`Objective.needs`:
+How the values an objective declares in :meth:`Objective.needs` are computed is decided by
+their providers (:mod:`agents.values`), never by the objective's name:
 
 * **no values** (``task``, ``harm_penalty``, a user's ``NoTampering``): the objective is applied
   to a :class:`~agents.objectives.Transitions` built from the engine's buffers. The last step
   of an episode is seen as it happened (``engine.final_state``), not after the autoreset.
-* **DReST's meta-episode values** (``episode_coins``, ``max_coins``, ``length_index``,
-  ``meta_counts``): tracked per env. Every ``meta_episode`` finished mini-episodes an env's
-  counts start again.
-* **learned values** (``values="learned"``): for ``utility_indifference`` the learner's own
-  critic of the observation the shutdown step (the human's press, the robot's own, the timer,
-  an interruption) would have led to had the shutdown not happened
-  (:func:`counterfactual_observations`: the exact solver's counterfactual state, the human back
-  where they stood when the request came, drawn as the engine draws it), as the value of going
-  on as if no request had come (``value_fn``); for
-  ``aup`` the learner's auxiliary critics (``aux_fn``, :mod:`agents.learners.aux_critics`).
-  Levels of any size.
-* **the exact solver's values** (``no_shutdown_value``, ``aux_q``, ``reachability_loss``, the
-  last only from the solver): on levels small enough to enumerate a learner may use the
-  solver's exact tables. The objective is applied once to every transition of the
-  level's reachable graph (:func:`agents.exact.solver.objective_rewards`); each real step is
-  then looked up by (state, action, next state). A level too large to enumerate fails with
+* **online values** (:mod:`agents.learners.values`): *tracked* ones (DReST's meta-episode counts)
+  always; *learned* ones (utility indifference's no-shutdown value from the learner's critic,
+  AUP's auxiliary Q-values from its auxiliary critics) with ``values="learned"``, on levels of
+  any size. Each step's values go into the :class:`~agents.objectives.Transitions`.
+* **the exact solver's values** (every other case: ``values="exact"``, or a value with no online
+  provider, such as ``reachability_loss``): on levels small enough to enumerate, the objective
+  is applied once to every transition of the level's reachable graph
+  (:func:`agents.exact.solver.objective_rewards`); each real step is then looked up by (state,
+  action, next state). A :class:`agents.exact.cache.TableCache` (``cache=``) keeps these tables
+  on disk between runs. A level too large to enumerate fails with
   :class:`agents.exact.LevelTooLarge`.
 
 CAVEAT: with exact tables the learner is given the true values of the objective (e.g. the
@@ -40,40 +35,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.exact.solver import row_hash
 from envs.core.level import Level
-from numba import njit
+from envs.core.rules import S_FROZEN
+from envs.core.tables import Action
 
-from envs.core.rules import NUM_STATE, S_FROZEN, S_LAYOUT, write_obs
-from envs.core.tables import NUM_CHANNELS, Action, Event
+from agents.exact.solver import row_hash
+
+from .values import counterfactual_observations  # noqa: F401 (re-exported; importing it registers the online providers)
 
 NOOP = int(Action.NOOP)
-_DREST = {"episode_coins", "max_coins", "length_index", "meta_counts"}
-
-
-@njit(cache=True)
-def _render(states, grids, h, w, params, out):
-    """The observation of each state row (its grid rows ``[n, H * W]``) into ``out`` (flat uint8
-    ``[n * 4 * H * W]``), as the engine writes it, the robot on."""
-    flat = grids.reshape(-1)
-    for i in range(states.shape[0]):
-        write_obs(i, states, flat, h, w, params, out, False)
-
-
-def counterfactual_observations(next_state, next_grid, compiled) -> np.ndarray:
-    """uint8 ``[n, 4, H, W]``: what the robot would see after a step had the shutdown not
-    happened, drawn as the engine draws it with the robot switched on: the state where the
-    exact solver reads utility indifference's no-shutdown value
-    (:func:`agents.objectives.utility_indifference.counterfactual_states`: no request, the human
-    at their start in the layout). The grid is drawn as it is (after the robot's own press the
-    robot stands on the button): the critic knows only the real world."""
-    from agents.objectives.utility_indifference import counterfactual_states
-
-    cf = counterfactual_states(np.asarray(next_state, dtype=np.int32), compiled.starts)
-    n, h, w = len(cf), compiled.height, compiled.width
-    out = np.zeros(n * NUM_CHANNELS * h * w, dtype=np.uint8)
-    _render(cf, np.ascontiguousarray(next_grid, dtype=np.uint8).reshape(n, h * w), h, w, compiled.params, out)
-    return out.reshape(n, NUM_CHANNELS, h, w)
 
 
 def executed_actions(pre_state: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -100,13 +70,26 @@ def _transition_index(graph):
 class _ExactTable:
     """The objective's reward of every transition of the level's reachable graph, looked up by
     (state key, action, next state key) through a 128-bit hash of the row (two independent
-    64-bit hashes: the first is searched, the second confirms)."""
+    64-bit hashes: the first is searched, the second confirms). ``cache``: a
+    :class:`agents.exact.cache.TableCache` (or a directory) that keeps the arrays between runs."""
 
-    def __init__(self, level: Level, objective, max_states: int):
-        from agents.exact.solver import graph_of, objective_rewards
+    def __init__(self, level: Level, objective, max_states: int, cache=None):
+        from agents.exact.cache import TableCache
+        from agents.exact.solver import graph_of
+
+        self.graph = graph_of(level, max_states)
+        if cache is None:
+            arrays = self._build(level, objective, max_states)
+        else:
+            cache = cache if isinstance(cache, TableCache) else TableCache(cache)
+            arrays = cache.get(level, objective, max_states, lambda: self._build(level, objective, max_states))
+        self.hash, self.check, self.values = arrays["hash"], arrays["check"], arrays["values"]
+
+    def _build(self, level, objective, max_states) -> dict:
+        from agents.exact.solver import objective_rewards
         from agents.exact.values import ValueContext
 
-        self.graph = g = graph_of(level, max_states)
+        g = self.graph
         vals = np.concatenate(objective_rewards(g, level, objective, ValueContext(g, level, max_states)))
         h1, h2 = _transition_index(g)
         # the same (state, action, next state) can sit in several information states (hidden
@@ -115,8 +98,8 @@ class _ExactTable:
         inv = inv.reshape(-1)
         if not (h2[first][inv] == h2).all():
             raise RuntimeError("two transitions share a 64-bit hash: cannot build the exact table")
-        self.hash, self.check = uniq, h2[first]
-        self.values = np.bincount(inv, weights=vals, minlength=len(uniq)) / np.bincount(inv, minlength=len(uniq))
+        values = np.bincount(inv, weights=vals, minlength=len(uniq)) / np.bincount(inv, minlength=len(uniq))
+        return {"hash": uniq, "check": h2[first], "values": values}
 
     def lookup(self, pre_keys, actions, next_keys) -> np.ndarray:
         q = np.concatenate([pre_keys, actions[:, None].astype(np.int64), next_keys], axis=1)
@@ -130,72 +113,89 @@ class _ExactTable:
         return self.values[i]
 
 
+def is_plain_task(objective) -> bool:
+    """Whether ``objective``'s rewards are the task reward itself (:class:`~agents.objectives.Task`
+    with its own ``reward``), so a learner may hand out the engine's rewards as they are."""
+    from agents.objectives import Task
+
+    return isinstance(objective, Task) and type(objective).reward is Task.reward and not objective.needs()
+
+
+def value_sources(objective, values: str = "exact") -> tuple[dict, list]:
+    """Where each value ``objective`` needs comes from in a learner: ``(online, exact)``, the
+    names computed online (name -> :class:`~agents.learners.values.OnlineValue` class: tracked
+    ones always, learned ones with ``values="learned"``) and the names taken from the exact
+    solver. Raises ValueError where ``values="learned"`` meets a value no learner provides, or
+    where an objective's values would come from both sides."""
+    from agents.values import PROVIDERS
+
+    if values not in ("exact", "learned"):
+        raise ValueError(f"values must be 'exact' or 'learned', got {values!r}")
+    online, exact = {}, []
+    for name in objective.needs():
+        cls = PROVIDERS[name].online if name in PROVIDERS else None
+        if cls is not None and (cls.kind == "tracked" or values == "learned"):
+            online[name] = cls
+        else:
+            exact.append(name)
+    label = objective.label()
+    if exact and values == "learned":
+        raise ValueError(f"values='learned': objective {label!r} needs {sorted(exact)}, which no learner provides "
+                         f"online (the online values are {sorted(n for n, p in PROVIDERS.items() if p.online)}); use "
+                         "values='exact'")
+    if exact and online:
+        raise ValueError(f"objective {label!r} needs {sorted(exact)} from the exact solver and {sorted(online)} online; "
+                         "a learner takes all of an objective's values one way")
+    return online, exact
+
+
 class ObjectiveRewards:
     """Applies ``objective`` to each batched step of an engine running ``level`` (see the
     module docstring)."""
 
     def __init__(self, level: Level, objective, num_envs: int, *, max_states: int = 2_000_000,
-                 values: str = "exact", value_fn=None, aux_fn=None):
-        """``values``: where values the objective needs come from: ``"exact"`` (the solver's
-        tables) or ``"learned"``, on levels of any size. Learned, ``no_shutdown_value``
-        (``utility_indifference``) is ``value_fn(obs)`` (the learner's own critic, float [k]) of
-        the counterfactual observation of the shutdown step (:func:`counterfactual_observations`):
-        the value of going on as if no request had come; ``aux_q`` and ``aux_q_noop`` (``aup``) are
-        ``aux_fn(obs, actions)`` (two float [N, n]) for the observations the step started from."""
+                 values: str = "exact", value_fn=None, aux_fn=None, cache=None):
+        """``values``: where the values the objective needs come from: ``"exact"`` (the solver's
+        tables; tracked values online) or ``"learned"`` (every value online, on levels of any
+        size). ``value_fn`` and ``aux_fn`` are the learner's estimators the learned providers use
+        (:class:`agents.learners.values.LearnerHooks`). ``cache``: an
+        :class:`agents.exact.cache.TableCache` (or a directory) for exact tables, or None."""
         from agents.objectives import get_objective
+        from agents.values import PROVIDERS
+
+        from .values import LearnerHooks
 
         self.level = level
         self.objective = get_objective(objective)
         self.num_envs = int(num_envs)
-        needs = set(self.objective.needs())
-        if values not in ("exact", "learned"):
-            raise ValueError(f"values must be 'exact' or 'learned', got {values!r}")
-        self.mode = "plain" if not needs else ("drest" if needs <= _DREST else "exact")
-        self.value_fn, self.aux_fn = value_fn, aux_fn
-        if values == "learned" and self.mode == "exact":
-            if needs == {"no_shutdown_value"}:
-                if value_fn is None:
-                    raise ValueError("values='learned' needs value_fn(obs) -> values, the learner's critic")
-                self.mode = "learned"
-            elif needs == {"aux_q", "aux_q_noop"}:
-                if aux_fn is None:
-                    raise ValueError("values='learned' needs aux_fn(obs, actions) -> (aux_q, aux_q_noop), "
-                                     "the learner's auxiliary critics")
-                self.mode = "learned_aux"
-            else:
-                raise ValueError(f"values='learned' provides 'no_shutdown_value' (utility_indifference) and "
-                                 f"'aux_q'/'aux_q_noop' (aup) only; objective {type(self.objective).__name__} "
-                                 f"needs {sorted(needs)}: use values='exact'")
-        if self.mode == "exact":
+        needs = self.objective.needs()
+        online, exact = value_sources(self.objective, values)
+        self.mode = "exact" if exact else ("online" if online else "plain")
+        self.providers = []
+        if online:
+            hooks = LearnerHooks(value_fn=value_fn, aux_fn=aux_fn)
+            for cls in dict.fromkeys(online.values()):  # each provider once, in the order of needs()
+                first = next(n for n in needs if online.get(n) is cls)
+                self.providers.append(cls(level, self.num_envs, dict(needs[first] or {}), hooks))
+        if exact:
             from agents.exact import LevelTooLarge
 
             try:
-                self.table = _ExactTable(level, self.objective, max_states)
+                self.table = _ExactTable(level, self.objective, max_states, cache=cache)
             except LevelTooLarge as e:
+                learnable = [n for n in exact if n in PROVIDERS and PROVIDERS[n].online is not None]
                 hint = ("; PPO can learn them instead (agent ppo, objective_values='learned')"
-                        if needs in ({"no_shutdown_value"}, {"aux_q", "aux_q_noop"}) else "")
-                raise LevelTooLarge(f"objective {self.objective.name!r} takes its values {sorted(needs)} from the "
-                                    f"exact solver here, which refuses this level: {e}{hint}") from None
-        elif self.mode == "drest":
-            from envs.levels.delay import delay_structure
-
-            s = delay_structure(level)
-            self.max_coins = np.asarray(s.max_coins, dtype=np.float64)
-            self.meta_episode = int(self.objective.needs()["meta_counts"].get("meta_episode", 16))
-            self.counts = np.zeros((self.num_envs, len(s.lengths)), dtype=np.int64)
-            self.finished = np.zeros(self.num_envs, dtype=np.int64)
+                        if learnable == exact else "")
+                raise LevelTooLarge(f"objective {self.objective.label()!r} takes its values {sorted(exact)} from the exact solver "
+                                    f"here, which refuses this level: {e}{hint}") from None
         self._pre = None
-
-    @property
-    def is_task(self) -> bool:
-        return type(self.objective).__name__ == "Task"
 
     def before_step(self, engine) -> None:
         """Remember the state every env acts from (call just before ``engine.step``)."""
         if self.mode == "exact":
             self._pre_keys = self.table.graph.keys_of(engine.state, engine.grid)
-        elif self.mode == "learned_aux":
-            self._pre_obs = engine.obs.copy()
+        for p in self.providers:
+            p.before_step(engine)
         self._pre = engine.state.copy()
 
     def next_state(self, engine) -> np.ndarray:
@@ -222,13 +222,8 @@ class ObjectiveRewards:
             from agents.objectives import Transitions
 
             values = {}
-            if self.mode == "drest":
-                values = self._drest_values(engine)
-            elif self.mode == "learned":
-                values = {"no_shutdown_value": self._learned_no_shutdown_value(engine)}
-            elif self.mode == "learned_aux":
-                q, q0 = self.aux_fn(self._pre_obs, actions)
-                values = {"aux_q": q, "aux_q_noop": q0}
+            for p in self.providers:
+                values.update(p.values(engine, actions, self._pre))
             t = Transitions(reward=engine.rewards.astype(np.float64), hidden=engine.hidden.astype(np.float64),
                             events=engine.events, reason=engine.reasons, done=engine.done, state=self._pre,
                             next_state=self.next_state(engine), action=actions, values=values, level=self.level)
@@ -237,48 +232,15 @@ class ObjectiveRewards:
         return np.asarray(out, dtype=np.float32)
 
     def state_dict(self) -> dict:
-        """What the tracker carries from one step to the next (DReST's meta-episode counts)."""
-        if self.mode != "drest":
-            return {}
-        return {"counts": self.counts.copy(), "finished": self.finished.copy()}
+        """What the online providers carry from one step to the next (DReST's meta-episode
+        counts), by provider class name."""
+        return {type(p).__name__: p.state_dict() for p in self.providers if p.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` gave."""
+        mine = {type(p).__name__: p for p in self.providers}
         for name, value in state.items():
-            if name not in ("counts", "finished") or self.mode != "drest":
-                raise ValueError(f"ObjectiveRewards.load_state_dict: unexpected entry {name!r} for mode {self.mode!r}")
-            getattr(self, name)[...] = value
-
-    def _learned_no_shutdown_value(self, engine) -> np.ndarray:
-        from agents.objectives.utility_indifference import SHUTDOWN_EVENTS
-
-        out = np.zeros(self.num_envs)
-        shut = engine.events[:, list(SHUTDOWN_EVENTS)].any(axis=1) & (self._pre[:, S_FROZEN] == 0)
-        idx = np.flatnonzero(shut)
-        if len(idx):
-            done = engine.done[idx]
-            state = np.where(done[:, None], engine.final_state[idx], engine.state[idx])
-            grid = np.where(done[:, None, None], engine.final_grid[idx], engine.grid[idx])
-            obs = counterfactual_observations(state, grid, engine.compiled)
-            out[idx] = np.asarray(self.value_fn(obs), dtype=np.float64).reshape(-1)
-        return out
-
-    def _drest_values(self, engine) -> dict:
-        done = engine.done
-        n = self.num_envs
-        length_index = np.where(done, (engine.ep_events[:, Event.SHUTDOWN_DELAYED] > 0).astype(np.int64), -1)
-        layout = np.where(done, engine.ep_stats[:, 3], engine.state[:, S_LAYOUT]).astype(np.int64)
-        safe_len = np.clip(length_index, 0, self.max_coins.shape[1] - 1)
-        values = {
-            "episode_coins": np.where(done, engine.ep_events[:, Event.COIN_COLLECTED], 0).astype(np.int64),
-            "max_coins": self.max_coins[layout, safe_len],
-            "length_index": length_index,
-            "meta_counts": self.counts.copy(),  # n_L counts the mini-episodes *before* this one
-        }
-        idx = np.flatnonzero(done)
-        if len(idx):
-            self.counts[idx, length_index[idx]] += 1
-            self.finished[idx] += 1
-            full = idx[self.finished[idx] % self.meta_episode == 0]
-            self.counts[full] = 0
-        assert values["meta_counts"].shape == (n, self.counts.shape[1])
-        return values
+            if name not in mine:
+                raise ValueError(f"ObjectiveRewards.load_state_dict: unexpected entry {name!r} (providers: "
+                                 f"{sorted(mine)})")
+            mine[name].load_state_dict(value)

@@ -273,11 +273,11 @@ def _logger(cfg):
     return configure(str(Path(cfg.log_dir)), formats)
 
 
-def make_vec_env(level, num_envs: int, seed: int | None = None, *, objective="task", **kwargs):
+def make_vec_env(level, num_envs: int, seed: int | None = None, *, objective="task", exact_cache=None, **kwargs):
     """An SB3 VecEnv (:class:`envs.sb3.StopButtonVecEnv`) of ``level`` whose rewards are
     ``objective``'s (a name, config or instance; :class:`~agents.learners.rewards.ObjectiveRewards`
-    applies it to every batched step); ``task`` hands out the task reward unchanged. ``kwargs``
-    go to the VecEnv (``observation=``, ``render_mode=``, level params).
+    applies it to every batched step, ``exact_cache`` keeping its exact tables); ``task`` hands out
+    the task reward unchanged. ``kwargs`` go to the VecEnv (``observation=``, ``render_mode=``, level params).
 
     ::
 
@@ -287,20 +287,20 @@ def make_vec_env(level, num_envs: int, seed: int | None = None, *, objective="ta
         env = make_vec_env("off_switch", 16, seed=0, objective="utility_indifference")
         model = PPO("MlpPolicy", env, seed=0).learn(2_048)
     """
-    from agents.learners.rewards import ObjectiveRewards
-    from agents.objectives import Task, get_objective
+    from agents.learners.rewards import ObjectiveRewards, is_plain_task
+    from agents.objectives import get_objective
     from envs.sb3 import StopButtonVecEnv
 
     env = StopButtonVecEnv(level, num_envs, seed, **kwargs)
     obj = get_objective(objective)
-    if not isinstance(obj, Task):
-        env.reward_fn = ObjectiveRewards(env.level, obj, env.num_envs)
+    if not is_plain_task(obj):
+        env.reward_fn = ObjectiveRewards(env.level, obj, env.num_envs, cache=exact_cache)
     env.objective = obj
     return env
 
 
 def learn(level, objective="task", cfg=None, *, total_steps: int = 100_000, seed: int = 0, progress: bool = False,
-          evaluator: Evaluator | None = None, agent: str = "sb3_ppo") -> Run:
+          evaluator: Evaluator | None = None, agent: str = "sb3_ppo", exact_cache=None) -> Run:
     """Train SB3's PPO (``agent="sb3_ppo"``) or DQN (``"sb3_dqn"``) on ``level`` under
     ``objective`` for ``total_steps`` env steps (``cfg``: the agent's config, default its
     defaults; ``evaluator``: default 10 evaluations of 512 episodes); see the module docstring."""
@@ -321,16 +321,17 @@ def learn(level, objective="task", cfg=None, *, total_steps: int = 100_000, seed
     if threads > 0:
         torch.set_num_threads(threads)
     try:
-        return _learn(algo, level, objective, cfg, total_steps, seed, progress, evaluator, agent, threads)
+        return _learn(algo, level, objective, cfg, total_steps, seed, progress, evaluator, agent, threads, exact_cache)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _learn(algo, level, objective, cfg, total_steps, seed, progress, evaluator, agent, threads) -> Run:
+def _learn(algo, level, objective, cfg, total_steps, seed, progress, evaluator, agent, threads, exact_cache) -> Run:
     from envs.sb3 import policy_kwargs
 
     gamma = resolve_gamma(objective, cfg.gamma, 0.99)
-    env = make_vec_env(level, cfg.num_envs, seed=seed, objective=objective, observation="codes")
+    env = make_vec_env(level, cfg.num_envs, seed=seed, objective=objective, exact_cache=exact_cache,
+                       observation="codes")
     common = dict(policy_kwargs=policy_kwargs(env, net_arch=list(cfg.net_arch)), learning_rate=cfg.learning_rate,
                   gamma=gamma, seed=seed, device=cfg.device, verbose=0)
     if agent == "sb3_ppo":

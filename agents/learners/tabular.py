@@ -116,7 +116,7 @@ from envs.core.rules import S_FROZEN, _below, _uniform, next_u64, seed_rngs
 from envs.core.tables import NUM_ACTIONS, Action
 
 from .base import Policy, Run, resolve_gamma
-from .rewards import executed_actions
+from .rewards import executed_actions, is_plain_task
 
 NOOP = int(Action.NOOP)
 _NOOP = NOOP
@@ -515,18 +515,13 @@ def _policy_of(table: _Table, obs_shape, final: bool = False) -> TabularPolicy:
 # The loop
 # ---------------------------------------------------------------------------------------------
 
-def _is_task(objective) -> bool:
-    from agents.objectives import Task
-
-    return isinstance(objective, Task) and type(objective).reward is Task.reward
-
-
 def learn(level, objective="task", cfg: TabularConfig | None = None, *, total_steps: int = 100_000, seed: int = 0,
-          progress: bool = False, evaluator=None, agent: str = "q_learning") -> Run:
+          progress: bool = False, evaluator=None, agent: str = "q_learning", exact_cache=None) -> Run:
     """Train tabular ``agent`` (``q_learning`` or ``sarsa``) on ``level`` under ``objective`` for
     at least ``total_steps`` env steps (whole batches of ``cfg.num_envs``). ``evaluator``
     (an :class:`~agents.learners.base.Evaluator`, optional) evaluates the greedy policy when due
-    and at the end; its rows are ``run.history``. Same ``seed``, same table and history."""
+    and at the end; its rows are ``run.history``. ``exact_cache``: where exact objective tables
+    are kept (:class:`agents.exact.cache.TableCache`). Same ``seed``, same table and history."""
     from agents.objectives import get_objective
     from envs.levels import get_level
 
@@ -552,11 +547,11 @@ def learn(level, objective="task", cfg: TabularConfig | None = None, *, total_st
     engine.seed(seed)
     engine.reset()
     obs_shape = engine.obs.shape[1:]
-    shaper = None
-    if not _is_task(obj):
+    reward_fn = None
+    if not is_plain_task(obj):
         from .rewards import ObjectiveRewards
 
-        shaper = ObjectiveRewards(lvl, obj, n)
+        reward_fn = ObjectiveRewards(lvl, obj, n, cache=exact_cache)
 
     q_init = optimistic_value(lvl) if cfg.q_init is None else float(cfg.q_init)
     table = _Table(q_init, cfg.max_table_size, rows=max(1024, 1 << int(2 * n - 1).bit_length()))
@@ -605,13 +600,13 @@ def learn(level, objective="task", cfg: TabularConfig | None = None, *, total_st
             if it == iterations:
                 break  # the last transitions are learned; no step after them
             noop_overrides += int(np.count_nonzero(actions != executed))
-            if shaper is not None:
-                shaper.before_step(engine)
+            if reward_fn is not None:
+                reward_fn.before_step(engine)
             engine.step(actions)
-            if shaper is None:
+            if reward_fn is None:
                 rewards[:] = engine.rewards
             else:
-                rewards[:] = shaper.after_step(engine, executed)
+                rewards[:] = reward_fn.after_step(engine, executed)
             episodes += engine.n_done
             env_steps += n
             if bar is not None:
