@@ -278,6 +278,11 @@ def _objective_of(node: dict, lenient: bool = False):
             cls = hydra.utils.get_class(target)
         except Exception as e:
             raise ConfigError(f"objective._target_: cannot import {target!r} ({e})") from None
+        other = next((n for n, c in OBJECTIVES.items() if c is cls), None)
+        if registered is not None and other is not None:  # two registered objectives: which one was meant?
+            raise ConfigError(f"objective.name {name!r} and objective._target_ {target!r} (the objective {other!r}) "
+                              f"name different objectives; choose one with objective={other} or objective={name} "
+                              "(objective.name alone does not change the class)")
     else:
         if name is None:
             raise ConfigError(f"objective: needs a name (one of {sorted(OBJECTIVES)}) or a _target_ class")
@@ -312,6 +317,10 @@ def plan_run(cfg, sweep: bool = False) -> RunPlan:
     from envs.levels import get_level
 
     c = {k: _container(cfg[k]) for k in cfg.keys() if k != "hydra"}
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = [k for k in c if k not in known]
+    if unknown:  # a key added with +key=value (struct mode lets Hydra add it)
+        raise ConfigError(f"unknown key {unknown[0]!r}; the keys of the top level are: {', '.join(known)}")
     _import_modules(c.get("imports"))
     # -- level --------------------------------------------------------------------------------
     lvl_cfg = c.get("level") or {}

@@ -418,6 +418,8 @@ class Summary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, overrides, error)
+    #: jobs whose config resolved to a run another job of the sweep already had (run once)
+    duplicates: list[str] = field(default_factory=list)  # their overrides
     table: list[Path] = field(default_factory=list)
     rows: int = 0
 
@@ -426,6 +428,9 @@ class Summary:
         of its error."""
         lines = [f"sweep {self.sweep_dir}: {len(self.done)} done, {len(self.skipped)} skipped (already complete), "
                  f"{len(self.failed)} failed"]
+        if self.duplicates:
+            lines.append(f"  {len(self.duplicates)} job(s) resolved to a run another job already had, run once: "
+                         + "; ".join(f"[{o}]" for o in self.duplicates[:5]) + (" ..." if len(self.duplicates) > 5 else ""))
         for run_id, overrides, err in self.failed:
             lines.append(f"  FAILED {run_id}  [{overrides}]")
             body = (err or "(no error recorded: the job died without writing one)").rstrip().splitlines()

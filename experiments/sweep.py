@@ -145,6 +145,7 @@ class SweepCallback(Callback):
         seen = set()
         for overrides, plan in self.plans:
             if plan.run_id in seen:
+                summary.duplicates.append(" ".join(overrides))
                 continue
             seen.add(plan.run_id)
             if plan.run_id in self.complete_before:

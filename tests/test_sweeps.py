@@ -158,6 +158,26 @@ def test_a_sweep_parameter_applies_to_the_objectives_that_have_it(compose):
         plan_run(compose(["objective=task", "objective.lamm=0.1"]), sweep=True)
 
 
+def test_traps_that_used_to_end_with_exit_code_0_are_configuration_errors(compose):
+    """objective.name alone does not change the class (its _target_ does): a contradiction is an
+    error, not a silent task run; a key added with + that the schema lacks is an unknown key."""
+    from experiments.config import ConfigError, plan_run
+
+    with pytest.raises(ConfigError, match="objective.name 'utility_indifference' and objective._target_ .*name "
+                                          "different objectives; choose one with objective=task"):
+        plan_run(compose(["objective.name=utility_indifference"]))
+    with pytest.raises(ConfigError, match="unknown key 'total_step'; the keys of the top level are: .*total_steps"):
+        plan_run(compose(["+total_step=1000"]))
+    assert plan_run(compose(["objective=utility_indifference"])).objective_label == "utility_indifference"
+
+
+def test_the_summary_counts_jobs_that_resolved_to_another_jobs_run(tmp_path):
+    from experiments.results import Summary
+
+    s = Summary(tmp_path, done=["a"], duplicates=["objective=task seed=0"])
+    assert "1 done, 0 skipped" in s.text() and "1 job(s) resolved to a run another job already had" in s.text()
+
+
 def test_impossible_values_are_caught_before_running(compose):
     from experiments.config import ConfigError, plan_run
 
