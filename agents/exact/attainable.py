@@ -291,12 +291,46 @@ def _per_info(layer, member_values: np.ndarray) -> np.ndarray:
     return np.asarray(agg @ flat).reshape((layer.num_info,) + member_values.shape[1:])
 
 
-def _rollouts(ctx: ValueContext, num: int, gamma: float, seed: int):
-    """Per layer ``t``: ``W_t`` [n_t, num] = E[max_b Q_i(X, b)] and ``U_t`` = E[Q_i(X, noop)] of the
-    state ``X`` reached from each member by noops until the horizon (0 where the episode ends),
-    and for each layer the (info, action) expectation of ``W`` one step on, ``[m_t * A, num]``."""
+def _cut_nodes(ctx: ValueContext, t: int):
+    """Transitions of layer ``t`` the time limit cuts and the node of the state each leaves."""
+    g = ctx.graph
+    per = g.__dict__.setdefault("_value_cache", {}).setdefault("cut_nodes", {})
+    if t not in per:
+        layer = g.layers[t]
+        cut = np.flatnonzero(layer.t_reason == Reason.TIME_LIMIT)
+        nodes = timeless_model(g).node_of(g.expand_layer(layer)[3][cut]) if len(cut) else cut
+        per[t] = (cut, nodes)
+    return per[t]
+
+
+def _expect_next(ctx: ValueContext, t: int, rows: np.ndarray, n_rows: int, weights: np.ndarray, sel: np.ndarray,
+                 nxt_member: np.ndarray | None, at_cut: np.ndarray):
+    """``[n_rows, num]``: sum over the transitions ``sel`` of layer ``t`` of ``weights`` times the
+    value where each leads: ``nxt_member`` (a member of layer t+1's values) where the episode goes
+    on, ``at_cut`` (a node's value) where the time limit cuts it, 0 where it ends otherwise."""
     import scipy.sparse as sp
 
+    layer = ctx.graph.layers[t]
+    out = np.zeros((n_rows, at_cut.shape[1]))
+    mask = np.zeros(len(layer.t_member), dtype=bool)
+    mask[sel] = True
+    run = np.flatnonzero(mask & (layer.t_next_member >= 0))
+    if len(run):
+        out += sp.csr_matrix((weights[run], (rows[run], layer.t_next_member[run])),
+                             shape=(n_rows, len(nxt_member))) @ nxt_member
+    cut, nodes = _cut_nodes(ctx, t)
+    keep = mask[cut]
+    if keep.any():
+        out += sp.csr_matrix((weights[cut[keep]], (rows[cut[keep]], nodes[keep])),
+                             shape=(n_rows, len(at_cut))) @ at_cut
+    return out
+
+
+def _rollouts(ctx: ValueContext, num: int, gamma: float, seed: int):
+    """Per layer ``t``: ``W_t`` [n_t, num] = E[max_b Q_i(X, b)] of the state ``X`` reached from each
+    member by noops until the horizon (0 where the episode ends), and the baseline side per
+    information state, E[Q_i(X, noop)] ``[m_t, num]``; with the max and the noop column of the
+    node table (cached on the graph)."""
     g = ctx.graph
     cache = g.__dict__.setdefault("_value_cache", {})
     key = ("rollout", int(num), float(gamma), int(seed))
@@ -304,49 +338,32 @@ def _rollouts(ctx: ValueContext, num: int, gamma: float, seed: int):
         return cache[key]
     q = aux_q(ctx, num, gamma, seed)
     v_all, q_noop = q.max(axis=1), q[:, NOOP]
-    model = timeless_model(g)
-    action_side, base_side = [None] * len(g.layers), [None] * len(g.layers)
-    w_next = u_next = None
+    W, base_side = [None] * len(g.layers), [None] * len(g.layers)
+    w_next = u_next = np.zeros((0, num))
     for t in range(len(g.layers) - 1, -1, -1):
         layer = g.layers[t]
-        n_t, m_t = len(layer.members), layer.num_info
+        n_t = len(layer.members)
         p_out = layer.t_prob / layer.member_weight[layer.t_member]
-        noop = layer.t_action == NOOP
-        info_action = layer.member_info[layer.t_member] * NUM_ACTIONS + layer.t_action
-        w_t, u_t = np.zeros((n_t, num)), np.zeros((n_t, num))
-        side = np.zeros((m_t * NUM_ACTIONS, num))
-        # where the episode goes on: W/U of the next member
-        run = np.flatnonzero(layer.t_next_member >= 0)
-        if len(run):
-            cols, n_next = layer.t_next_member[run], len(w_next)
-            rn = run[noop[run]]
-            step = sp.csr_matrix((p_out[rn], (layer.t_member[rn], layer.t_next_member[rn])), shape=(n_t, n_next))
-            w_t += step @ w_next
-            u_t += step @ u_next
-            side += sp.csr_matrix((layer.t_prob[run], (info_action[run], cols)), shape=(m_t * NUM_ACTIONS, n_next)) @ w_next
-        # where the time limit cuts it: max_b Q_i / Q_i(noop) of its last state (ended otherwise: 0)
-        cut = np.flatnonzero(layer.t_reason == Reason.TIME_LIMIT)
-        if len(cut):
-            nodes = model.node_of(g.expand_layer(layer)[3][cut])
-            cn = noop[cut]
-            step = sp.csr_matrix((p_out[cut[cn]], (layer.t_member[cut[cn]], nodes[cn])), shape=(n_t, len(q)))
-            w_t += step @ v_all
-            u_t += step @ q_noop
-            side += sp.csr_matrix((layer.t_prob[cut], (info_action[cut], nodes)),
-                                  shape=(m_t * NUM_ACTIONS, len(q))) @ v_all
-        action_side[t] = side
-        base_side[t] = _per_info(layer, u_t)
+        noop = np.flatnonzero(layer.t_action == NOOP)
+        w_t = _expect_next(ctx, t, layer.t_member, n_t, p_out, noop, w_next, v_all)
+        u_t = _expect_next(ctx, t, layer.t_member, n_t, p_out, noop, u_next, q_noop)
+        W[t], base_side[t] = w_t, _per_info(layer, u_t)
         w_next, u_next = w_t, u_t
-    cache[key] = (action_side, base_side)
+    cache[key] = (W, base_side, v_all)
     return cache[key]
 
 
 def _layer_tables(ctx: ValueContext, t: int, num: int, gamma: float, seed: int, baseline: str):
     """``(action side [m_t * A, num], baseline side [m_t, num])`` per information state of layer ``t``."""
-    if baseline == "rollout":
-        action_side, base_side = _rollouts(ctx, num, gamma, seed)
-        return action_side[t], base_side[t]
     layer = ctx.graph.layers[t]
+    if baseline == "rollout":
+        W, base_side, v_all = _rollouts(ctx, num, gamma, seed)
+        # the (information state, action) expectation of W one step on (t_prob carries the belief)
+        rows = layer.member_info[layer.t_member] * NUM_ACTIONS + layer.t_action
+        w_next = W[t + 1] if t + 1 < len(W) else np.zeros((0, num))
+        side = _expect_next(ctx, t, rows, layer.num_info * NUM_ACTIONS, layer.t_prob,
+                            np.arange(len(rows)), w_next, v_all)
+        return side, base_side[t]
     qm = aux_q(ctx, num, gamma, seed)[_member_nodes(ctx, t)]  # [n_t, A, num]
     qi = _per_info(layer, qm) if ctx.graph.hidden else qm
     return qi.reshape(-1, num), qi[:, NOOP]
