@@ -25,8 +25,13 @@ import numpy as np
 import pytest
 
 import agents.exact as exact
-from agents.exact.attainable import (_representatives, _values, board_observations, solve_q,
-                                     timeless_model)
+from agents.exact.attainable import (
+    _representatives,
+    _values,
+    board_observations,
+    solve_q,
+    timeless_model,
+)
 from agents.exact.graph import observations
 from agents.exact.numerics import NOOP
 from agents.exact.values import ValueContext
@@ -163,8 +168,8 @@ def test_model_free_penalties_and_choices_match(mapped, tag, scale):
     want = {(p["board"], p["action"]): p["penalty"] for p in d["model_free_penalty"]}
     got = {(int(mapped.node_ids[i // 5]), int(acts[i])): ours[i] for i in range(5 * n)}
     assert set(got) == set(want)
-    for key in want:
-        assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
     # their model-free AUP Q (reward - lambda penalty, discounted, over boards) and its greedy actions
     m = mapped.model
     per_transition = m.reward - ours.reshape(n, 5)[m.src, m.act]

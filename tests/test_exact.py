@@ -75,11 +75,10 @@ def test_aup_with_the_papers_settings_leaves_the_switch_alone_on_survival():
 
 
 def _first_layer_penalties(level_name, baseline):
-    from envs.levels import get_level
-
     from agents.exact.attainable import _values
     from agents.exact.values import ValueContext
     from agents.objectives import Transitions
+    from envs.levels import get_level
 
     level = get_level(level_name)
     g = exact.solver.graph_of(level)

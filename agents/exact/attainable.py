@@ -58,11 +58,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents.objectives.aup import aux_rewards
 from envs.core.level import NUM_PARAMS, P_REQUEST_MODE, P_REQUEST_STEP
 from envs.core.rules import S_DISABLED, S_RC, S_REQUESTED, S_RR, S_SHUTDOWN_AT, S_STEP
 from envs.core.tables import CH_ENTITY, NUM_ACTIONS, Entity, Reason, RequestMode
-
-from agents.objectives.aup import aux_rewards
 
 from .graph import KEY_COLS, expand, observations
 from .numerics import NOOP, row_hash, unique_rows_hashed
