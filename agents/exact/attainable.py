@@ -172,6 +172,11 @@ def timeless_model(graph) -> TimelessModel:
         new = cand[seen.find(cand, missing_ok=True) < 0]
         if len(new):
             seen = _Index(np.concatenate(nodes + [new]))
+            if len(seen.rows) > graph.max_states:
+                from .graph import LevelTooLarge
+
+                raise LevelTooLarge(f"level {c.name!r}: AUP's timeless model passed max_states="
+                                    f"{graph.max_states:,} nodes")
         nodes.append(new)
         frontier = new
     all_nodes = np.concatenate(nodes)
