@@ -13,7 +13,9 @@ What it measures, per level:
   per call. Observations are included: the kernel writes the ``[N, 4, H, W]`` uint8 observation
   every step and ``step`` returns it (as the engine's buffer: ``copy=False``, the default).
   Autoreset happens inside the kernel, so episode ends are included too. Actions are drawn before
-  timing (a few random batches, cycled), so action sampling is not timed.
+  timing (a few random batches, cycled), so action sampling is not timed. From N = 1024 up the
+  engine steps with whichever of its parallel and serial kernels has been the faster lately
+  (:class:`envs.core.engine.AdaptiveStep`); how many calls each got is printed after the table.
 * ``Env.step`` of ``gymnasium.make(<id>)`` (one env, with gymnasium's default wrappers),
   calling ``reset`` whenever an episode ends: every step counts, and the resets' time is included.
 * For comparison, in the same run, MiniGrid's ``MiniGrid-Empty-8x8-v0`` through
@@ -48,7 +50,7 @@ import numpy as np
 
 import envs
 from envs.core import kernel
-from envs.core.engine import Engine
+from envs.core.engine import AdaptiveStep, Engine
 
 DEFAULT_SIZES = (1, 64, 1024, 4096, 16384)
 QUICK_SIZES = (1, 64, 4096)
@@ -60,6 +62,8 @@ UNSTABLE_RATIO = 1.5  # flag measurements whose best repeat beat their worst by 
 
 #: (label, best, worst) of every measurement whose repeats disagreed by more than UNSTABLE_RATIO
 UNSTABLE: list[tuple[str, float, float]] = []
+#: (label, parallel calls, serial calls) of every VectorEnv whose engine chose its kernel as it ran
+KERNEL_CALLS: list[tuple[str, int, int]] = []
 
 
 @dataclass
@@ -201,6 +205,9 @@ def bench_level(level: str, sizes: list[int], seconds: float, repeats: int) -> l
         batches = action_batches(n, int(vec.single_action_space.n))
         rate = measure(vec_env_runner(vec, batches), seconds, repeats, f"{level} VectorEnv.step N={n}")
         rows.append(Row(level, "VectorEnv.step (make_vec)", n, rate))
+        step_fn = vec.unwrapped.engine._step_fn
+        if isinstance(step_fn, AdaptiveStep):
+            KERNEL_CALLS.append((f"{level} N={n}", *step_fn.calls))
         vec.close()
     return rows
 
@@ -223,7 +230,9 @@ def profile_level(level: str, sizes: list[int], seconds: float, repeats: int) ->
             "parallel": measure(kernel_runner(kernel.step_parallel, engine, batches), seconds, repeats,
                                 f"profile {level} kernel.step_parallel N={n}"),
         }
-        out.append((level, n, "parallel" if engine.parallel else "serial", rates))
+        step_fn = engine._step_fn
+        used = step_fn.name if isinstance(step_fn, AdaptiveStep) else "parallel" if engine.parallel else "serial"
+        out.append((level, n, used, rates))
         vec.close()
     return out
 
@@ -274,7 +283,8 @@ def threading_info() -> str:
     knobs = [f"{k}={os.environ[k]}" for k in ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_NUM_THREADS",
                                               "OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ]
     return (f"numba threading layer: {layer}{note}; numba.get_num_threads() = {numba.get_num_threads()}; "
-            f"parallel kernel used for N >= {kernel.PARALLEL_THRESHOLD}; threading env vars set: "
+            f"from N >= {kernel.PARALLEL_THRESHOLD} the engine steps with whichever of the parallel and serial kernels "
+            f"has been the faster lately (envs.core.engine.AdaptiveStep); threading env vars set: "
             f"{', '.join(knobs) or 'none'}")
 
 
@@ -406,6 +416,13 @@ def main(argv: list[str] | None = None) -> int:
         print("shell us/call = VectorEnv.step time minus the time of the kernel it uses, per call")
         print()
 
+    if KERNEL_CALLS:
+        print("kernel calls of the VectorEnvs from N >= "
+              f"{kernel.PARALLEL_THRESHOLD} (the engine takes the faster kernel as it runs; many serial calls "
+              "mean the parallel kernel's threads were kept waiting by other work on the machine):")
+        for label, par, ser in KERNEL_CALLS:
+            print(f"  {label}: {par:,} parallel, {ser:,} serial")
+        print()
     if UNSTABLE:
         print(f"unstable (best repeat > {UNSTABLE_RATIO}x worst; the machine was busy or the timing is bimodal):")
         for label, best, worst in UNSTABLE:
