@@ -99,7 +99,7 @@ def _native_extractor_class():
     import torch
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-    from agents.learners.ppo import ActorCritic
+    from agents.learners.networks import ActorCritic
 
     class _NativeExtractor(BaseFeaturesExtractor):
         """The native PPO network's encoder and trunk (everything but its head) as an SB3

@@ -139,6 +139,7 @@ class TimelessModel:
 
     @property
     def num_nodes(self) -> int:
+        """The number of timeless nodes."""
         return len(self.nodes)
 
     def node_of(self, keys: np.ndarray) -> np.ndarray:

@@ -363,6 +363,8 @@ def power(level, num_rewards: int = 1000, seed: int = 0, discount: float = 0.99,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.exact.power``: print POWER and the switch and shutdown shares per level; returns the
+    exit status."""
     from envs.levels import LEVELS
 
     from .__main__ import SOLVABLE

@@ -131,7 +131,7 @@ class AuxCritics:
                  num_steps: int, device: torch.device, run_seed: int = 0, baseline: str = "rollout"):
         from envs.core.engine import Engine
 
-        from .ppo import ActorCritic
+        from .networks import ActorCritic
 
         if baseline not in ("rollout", "stepwise"):
             raise ValueError(f"AUP baseline must be 'rollout' or 'stepwise', got {baseline!r}")
@@ -189,6 +189,7 @@ class AuxCritics:
             return q.double().cpu().numpy() * self.scale
 
     def begin_rollout(self, ramp: float) -> None:
+        """Start a rollout: the penalty's warm-up factor ``ramp`` (0 to 1) for its steps, and the buffers reset."""
         self.ramp = float(ramp)
         self.t = 0
 
@@ -304,17 +305,19 @@ class AuxCritics:
         return float(loss.detach())
 
     def state_dict(self) -> dict:
+        """The critics' weights, optimiser, explorer envs and their RNG (for checkpoints)."""
         state = {"net": self.net.state_dict(), "opt": self.opt.state_dict()}
         if self.roll is not None:
             state["roll"], state["roll_opt"] = self.roll.state_dict(), self.roll_opt.state_dict()
         if self.explorer is not None:
-            from .ppo import ENGINE_STATE
+            from .base import ENGINE_STATE
 
             state["explorer"] = {name: getattr(self.explorer, name).copy() for name in ENGINE_STATE}
             state["explore_rng"] = self.explore_rng.bit_generator.state
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` gave."""
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         if self.roll is not None:

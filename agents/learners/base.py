@@ -239,3 +239,8 @@ def resolve_gamma(objective, gamma: float | None, default: float) -> float:
                              "objective's discount left at 1)")
         return float(gamma)
     return discount if discount < 1.0 else float(default)
+
+
+#: Engine arrays that carry state from one step to the next (the rest are outputs of a step): what a
+#: learner's checkpoint keeps of an engine.
+ENGINE_STATE = ("state", "grid", "acc", "rng", "_obs", "ev_count")

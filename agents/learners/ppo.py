@@ -1,6 +1,7 @@
 """Native vectorised PPO on the numba engine, in the manner of CleanRL: one file, read top to
-bottom (config, pure functions, network, CPU kernels, policy, checkpoints, the training loop),
-yet importable.
+bottom (config, pure functions, policy, checkpoints, the training loop), yet importable. The
+network is :mod:`agents.learners.networks`; the CPU fast paths (numba kernels that compute the
+same functions in fewer passes) are :mod:`agents.learners.ppo_kernels`.
 
     import agents
     run = agents.train("coffee", agent="ppo", total_steps=1_000_000, progress=True)
@@ -25,8 +26,8 @@ The network (:class:`ActorCritic`) embeds the tile and entity codes of every cel
 per code plane, shared by the cells), appends the request flag and the steps left (divided by
 the level's step limit), flattens, and runs a 64-64 MLP into one linear head (5 logits and the
 value). :func:`gae` and :func:`ppo_loss` are small pure torch functions. On the CPU two numba
-kernels compute the same things in fewer passes (section 3b; each is tested against the plain
-version): the first layer, ``Linear(flatten(embeddings))``, as a sum of per-cell tables over
+kernels compute the same things in fewer passes (:mod:`agents.learners.ppo_kernels`; each is
+tested against the plain version): the first layer, ``Linear(flatten(embeddings))``, as a sum of per-cell tables over
 only the cells whose code differs from the batch's most common one, and the loss with its
 gradient in one pass. torch runs one intra-op thread by default (``Config.torch_threads``).
 
@@ -52,9 +53,11 @@ from torch import nn
 
 from envs.core.engine import Engine
 from envs.core.level import Level, compile_level
-from envs.core.tables import NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES, TIME_CLIP, Reason
+from envs.core.tables import NUM_ACTIONS, NUM_CHANNELS, TIME_CLIP, Reason
 
-from .base import Evaluator, Policy, Run, resolve_gamma
+from .base import ENGINE_STATE, Evaluator, Policy, Run, resolve_gamma
+from .networks import ActorCritic
+from .ppo_kernels import STAT_NAMES, FusedPPOLoss, sample_kernel
 
 CHECKPOINT_FORMAT = 1
 #: Use the numba kernels of section 3b on the CPU (False: the plain torch code everywhere, as on CUDA).
@@ -136,10 +139,12 @@ class Config:
 
     @property
     def batch_size(self) -> int:
+        """Env steps per rollout: ``num_envs * num_steps``."""
         return self.num_envs * self.num_steps
 
     @property
     def minibatch_size(self) -> int:
+        """Samples per minibatch: the rollout split into ``minibatches``."""
         return self.batch_size // self.minibatches
 
     def validate(self) -> None:
@@ -286,110 +291,6 @@ def ppo_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.T
     return loss, stats
 
 
-# =============================================================================================
-# 3. The network
-# =============================================================================================
-
-class ActorCritic(nn.Module):
-    """Encoder, MLP (``hidden``), then one linear head giving 5 action logits and a value.
-
-    ``obs``: uint8 ``[B, 4, H, W]`` (tile codes, entity codes, request flag, steps left).
-    ``embed_mlp``: each cell's tile and entity codes are embedded (two tables shared by the
-    cells), the request flag and the steps left divided by ``time_scale`` (the level's step
-    limit, at most 255) are appended, and the ``[B, cells * (2 d + 2)]`` result is flattened into
-    the first Linear layer. ``cnn``: the same per-cell vectors as ``2 d + 2`` planes, two 3x3
-    convolutions, then the first Linear layer.
-    """
-
-    def __init__(self, height: int, width: int, time_scale: float, cfg: Config, outputs: int | None = None):
-        """``outputs``: the head's width; None for the policy (5 logits and the value), a number for
-        another use of the same encoder and MLP (AUP's auxiliary critics, :mod:`.aux_critics`)."""
-        super().__init__()
-        self.height, self.width, self.cells = height, width, height * width
-        self.time_scale = float(time_scale)
-        self.encoder, d = cfg.encoder, cfg.embed_dim
-        self.sparse = bool(cfg.sparse_first_layer) and cfg.encoder == "embed_mlp"
-        self.activation = cfg.activation
-        act = nn.ReLU if cfg.activation == "relu" else nn.Tanh
-        self.tile_embed = nn.Embedding(NUM_TILES, d)
-        self.entity_embed = nn.Embedding(NUM_ENTITIES, d)
-        self.register_buffer("_number_scale", torch.tensor([1.0, 1.0 / self.time_scale]).view(2, 1, 1),
-                             persistent=False)
-        hidden = list(cfg.hidden)
-        if self.encoder == "embed_mlp":
-            self.first = _ortho(nn.Linear(self.cells * (2 * d + 2), hidden[0]))
-            self.conv = None
-        else:
-            ch = cfg.cnn_channels
-            self.conv = nn.Sequential(nn.Conv2d(2 * d + 2, ch, 3, padding=1), act(),
-                                      nn.Conv2d(ch, ch, 3, padding=1), act(), nn.Flatten())
-            self.first = _ortho(nn.Linear(ch * self.cells, hidden[0]))
-        self.act = act()
-        layers, width_in = [], hidden[0]
-        for size in hidden[1:]:
-            layers += [_ortho(nn.Linear(width_in, size)), act()]
-            width_in = size
-        self.trunk = nn.Sequential(*layers)
-        # One head for both outputs (one matmul): rows 0..4 the logits (small init, a near-uniform
-        # first policy), row 5 the value.
-        self.head = nn.Linear(width_in, NUM_ACTIONS + 1 if outputs is None else int(outputs))
-        with torch.no_grad():
-            if outputs is None:
-                self.head.weight[:NUM_ACTIONS] = nn.init.orthogonal_(torch.empty(NUM_ACTIONS, width_in), 0.01)
-                self.head.weight[NUM_ACTIONS:] = nn.init.orthogonal_(torch.empty(1, width_in), 1.0)
-            else:
-                nn.init.orthogonal_(self.head.weight, 1.0)
-            self.head.bias.zero_()
-
-    def planes(self, obs: torch.Tensor) -> torch.Tensor:
-        """``[B, cells, 2d + 2]``: each cell's tile embedding, entity embedding, request flag and
-        scaled steps left."""
-        o = obs.reshape(obs.shape[0], NUM_CHANNELS, self.cells)
-        numbers = o[:, 2:].transpose(1, 2).float() * self._number_scale.view(1, 1, 2)
-        return torch.cat([self.tile_embed(o[:, 0].long()), self.entity_embed(o[:, 1].long()), numbers], dim=-1)
-
-    def first_layer(self, obs: torch.Tensor, tables=None) -> torch.Tensor:
-        """The activated first hidden layer: on the CPU (embed_mlp) by the exact sparse kernel
-        (:func:`first_layer_sparse`; ``tables`` = :meth:`cell_tables`, when cached), else densely."""
-        if self.sparse and obs.device.type == "cpu":
-            table, numbers = self.cell_tables() if tables is None else tables
-            o = obs.reshape(obs.shape[0], NUM_CHANNELS, self.cells)
-            return first_layer_sparse(o, table, numbers, self.first.bias, self.activation)
-        if self.conv is None:
-            return self.act(self.first(self.planes(obs).flatten(1)))
-        x = self.planes(obs).transpose(1, 2).reshape(obs.shape[0], -1, self.height, self.width)
-        return self.act(self.first(self.conv(x)))
-
-    def cell_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """embed_mlp's first layer split by cell (differentiable): ``table[k, c]`` = the first
-        layer's weights on cell c times the embedding of code k (tile codes, then entity codes
-        from ``NUM_TILES``), ``[NUM_TILES + NUM_ENTITIES, cells, H]``; ``numbers[0 or 1, c]`` =
-        its weights on cell c's request flag and raw steps left, ``[2, cells, H]``."""
-        d = self.tile_embed.embedding_dim
-        w = self.first.weight.view(-1, self.cells, 2 * d + 2).permute(2, 1, 0)  # [2d + 2, cells, H]
-        flat = w.reshape(2 * d + 2, -1)  # [2d + 2, cells * H]
-        tiles = self.tile_embed.weight @ flat[:d]
-        entities = self.entity_embed.weight @ flat[d:2 * d]
-        table = torch.cat([tiles, entities]).view(NUM_TILES + NUM_ENTITIES, self.cells, -1)
-        numbers = w[2 * d:] * self._number_scale
-        return table, numbers
-
-    def head_out(self, obs: torch.Tensor, tables=None) -> torch.Tensor:
-        """``[B, 6]``: the 5 action logits and the value, in one tensor."""
-        return self.head(self.trunk(self.first_layer(obs, tables)))
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits [B, 5], value [B])``."""
-        out = self.head_out(obs)
-        return out[:, :NUM_ACTIONS], out[:, NUM_ACTIONS]
-
-
-def _ortho(layer: nn.Linear, std: float = math.sqrt(2)) -> nn.Linear:
-    nn.init.orthogonal_(layer.weight, std)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
 def sample_actions(head: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Actions drawn from softmax(logits) by inverting the CDF at the uniforms ``u`` ``[B]``;
     returns ``(actions, their log-probabilities, values)`` for a ``[B, 6]`` head output."""
@@ -401,11 +302,15 @@ def sample_actions(head: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, t
 
 def ppo_loss_from_head(head, actions, old_logp, advantages, returns, old_values, cfg: Config, fused: bool = True,
                        ent_coef: float | None = None):
-    """:func:`ppo_loss` of a ``[B, 6]`` head output (on the CPU, with ``fused``, by the numba
-    kernel, which computes the same loss and gradient in one pass). ``ent_coef`` overrides the config's."""
+    """:func:`ppo_loss` of a ``[B, 6]`` head output. ``ent_coef`` overrides the config's.
+
+    Which implementation runs where: on the CPU with ``fused`` (the training loop passes
+    ``FUSED_CPU_KERNELS``), the numba kernel :class:`agents.learners.ppo_kernels.FusedPPOLoss`,
+    which computes the same loss and its gradient in one pass; on CUDA (or ``fused=False``), the
+    plain torch :func:`logprob_entropy` and :func:`ppo_loss` above."""
     ent_coef = cfg.ent_coef if ent_coef is None else ent_coef
     if fused and head.device.type == "cpu":
-        loss, stats = _FusedPPOLoss.apply(head, actions, old_logp, advantages, returns, old_values, float(cfg.clip),
+        loss, stats = FusedPPOLoss.apply(head, actions, old_logp, advantages, returns, old_values, float(cfg.clip),
                                           float(cfg.vf_coef), float(ent_coef), bool(cfg.clip_vloss),
                                           bool(cfg.norm_adv))
         return loss, dict(zip(STAT_NAMES, stats))
@@ -415,315 +320,8 @@ def ppo_loss_from_head(head, actions, old_logp, advantages, returns, old_values,
                     norm_adv=cfg.norm_adv)
 
 
-STAT_NAMES = ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
-
-
-# ---------------------------------------------------------------------------------------------
-# 3b. CPU fast paths (numba): the same functions as above, in fewer, larger steps
-# ---------------------------------------------------------------------------------------------
-#
-# embed_mlp's first layer is  h = b + W1 . flatten_c [E_t[tile_c], E_e[ent_c], req_c, time_c / s].
-# Split W1 by cell: h = b + sum_c (table[c, tile_c] + table[c, NUM_TILES + ent_c] + numbers[c] . (req_c, time_c))
-# (ActorCritic.cell_tables). Most cells hold the same code in every observation of a batch, so
-# the kernel starts from the sum over each cell's most common code in the batch (its base code)
-# and adds the differences only where a cell's code differs; the request and time planes are
-# handled alike, relative to the value in each observation's first cell. Exact, and O(changed
-# cells) per observation instead of O(cells * embedding size).
-
-@numba.njit(cache=True)
-def _sparse_forward(obs, table, numbers, bias, n_tiles, tanh, base, out):
-    """``out = act(first layer)`` for uint8 ``obs [B, 4, C]``, ``table [K, C, H]`` (tile codes,
-    then entity codes from ``n_tiles``), ``numbers [2, C, H]``; writes the base codes (uint8
-    ``[2, C]``: tile, entity) it chose into ``base``."""
-    b_n, c_n, h_n, k_n = obs.shape[0], obs.shape[2], bias.shape[0], table.shape[0]
-    n_ent = k_n - n_tiles
-    counts = np.zeros((c_n, k_n), dtype=np.int32)
-    for b in range(min(b_n, 256)):
-        for c in range(c_n):
-            counts[c, obs[b, 0, c]] += 1
-            counts[c, n_tiles + obs[b, 1, c]] += 1
-    for c in range(c_n):
-        bt, be = 0, 0
-        for k in range(n_tiles):
-            if counts[c, k] > counts[c, bt]:
-                bt = k
-        for k in range(n_ent):
-            if counts[c, n_tiles + k] > counts[c, n_tiles + be]:
-                be = k
-        base[0, c], base[1, c] = bt, be
-    s = bias.copy()
-    sr = np.zeros(h_n, dtype=np.float32)
-    st = np.zeros(h_n, dtype=np.float32)
-    for c in range(c_n):
-        t0, e0 = base[0, c], n_tiles + base[1, c]
-        for k in range(h_n):
-            s[k] += table[t0, c, k] + table[e0, c, k]
-            sr[k] += numbers[0, c, k]
-            st[k] += numbers[1, c, k]
-    c_pad = (c_n + 7) // 8 * 8
-    differs = np.zeros(c_pad, dtype=np.uint8)  # padded: tested 8 cells at a time below
-    words = differs.view(np.uint64)
-    for b in range(b_n):
-        r0, q0 = obs[b, 2, 0], obs[b, 3, 0]
-        for c in range(c_n):  # vectorised: which cells differ from the base in any plane
-            differs[c] = ((obs[b, 0, c] != base[0, c]) | (obs[b, 1, c] != base[1, c]) | (obs[b, 2, c] != r0)
-                          | (obs[b, 3, c] != q0))
-        row = out[b]
-        fr, fq = np.float32(r0), np.float32(q0)
-        for k in range(h_n):
-            row[k] = s[k] + fr * sr[k] + fq * st[k]
-        for wi in range(words.shape[0]):  # 8 cells at a time; most words are all zero
-            if words[wi] == 0:
-                continue
-            for c in range(wi * 8, min(c_n, wi * 8 + 8)):
-                if not differs[c]:
-                    continue
-                code = obs[b, 0, c]
-                if code != base[0, c]:
-                    if code >= n_tiles:
-                        raise ValueError("observation holds a tile code out of range")
-                    bc = base[0, c]
-                    for k in range(h_n):
-                        row[k] += table[code, c, k] - table[bc, c, k]
-                code = obs[b, 1, c]
-                if code != base[1, c]:
-                    if code >= n_ent:
-                        raise ValueError("observation holds an entity code out of range")
-                    code, bc = n_tiles + code, n_tiles + base[1, c]
-                    for k in range(h_n):
-                        row[k] += table[code, c, k] - table[bc, c, k]
-                d = np.float32(obs[b, 2, c]) - fr
-                if d != 0:
-                    for k in range(h_n):
-                        row[k] += d * numbers[0, c, k]
-                d = np.float32(obs[b, 3, c]) - fq
-                if d != 0:
-                    for k in range(h_n):
-                        row[k] += d * numbers[1, c, k]
-        if tanh:
-            for k in range(h_n):
-                row[k] = np.tanh(row[k])
-        else:
-            for k in range(h_n):
-                row[k] = max(row[k], np.float32(0.0))
-
-
-@numba.njit(cache=True)
-def _sparse_backward(obs, out, grad, base, n_tiles, tanh, g_table, g_numbers, g_bias):
-    """Gradients of ``sum(grad * out)`` (``out`` from :func:`_sparse_forward` with these base
-    codes) w.r.t. the table, the number weights and the bias; ``g_table`` and ``g_numbers``
-    come in zeroed."""
-    b_n, c_n, h_n, k_n = obs.shape[0], obs.shape[2], grad.shape[1], g_table.shape[0]
-    gsum = np.zeros(h_n, dtype=np.float32)
-    gr = np.zeros(h_n, dtype=np.float32)
-    gq = np.zeros(h_n, dtype=np.float32)
-    g = np.empty(h_n, dtype=np.float32)
-    c_pad = (c_n + 7) // 8 * 8
-    differs = np.zeros(c_pad, dtype=np.uint8)  # padded: tested 8 cells at a time below
-    words = differs.view(np.uint64)
-    for b in range(b_n):
-        if tanh:
-            for k in range(h_n):
-                y = out[b, k]
-                g[k] = grad[b, k] * (np.float32(1.0) - y * y)
-        else:
-            for k in range(h_n):
-                g[k] = grad[b, k] if out[b, k] > 0 else np.float32(0.0)
-        r0, q0 = obs[b, 2, 0], obs[b, 3, 0]
-        fr, fq = np.float32(r0), np.float32(q0)
-        for k in range(h_n):
-            gsum[k] += g[k]
-            gr[k] += fr * g[k]
-            gq[k] += fq * g[k]
-        for c in range(c_n):
-            differs[c] = ((obs[b, 0, c] != base[0, c]) | (obs[b, 1, c] != base[1, c]) | (obs[b, 2, c] != r0)
-                          | (obs[b, 3, c] != q0))
-        for wi in range(words.shape[0]):  # 8 cells at a time; most words are all zero
-            if words[wi] == 0:
-                continue
-            for c in range(wi * 8, min(c_n, wi * 8 + 8)):
-                if not differs[c]:
-                    continue
-                code = obs[b, 0, c]
-                if code != base[0, c]:
-                    for k in range(h_n):
-                        g_table[code, c, k] += g[k]
-                code = obs[b, 1, c]
-                if code != base[1, c]:
-                    code = n_tiles + code
-                    for k in range(h_n):
-                        g_table[code, c, k] += g[k]
-                d = np.float32(obs[b, 2, c]) - fr
-                if d != 0:
-                    for k in range(h_n):
-                        g_numbers[0, c, k] += d * g[k]
-                d = np.float32(obs[b, 3, c]) - fq
-                if d != 0:
-                    for k in range(h_n):
-                        g_numbers[1, c, k] += d * g[k]
-    # Every observation holds one tile code and one entity code per cell, so each base code
-    # gets the total less what the other codes of its plane got.
-    rest = np.empty(h_n, dtype=np.float32)
-    for c in range(c_n):
-        for plane in range(2):
-            lo, hi = (0, n_tiles) if plane == 0 else (n_tiles, k_n)
-            bc = lo + np.int64(base[plane, c])
-            rest[:] = 0
-            for code in range(lo, hi):
-                for k in range(h_n):
-                    rest[k] += g_table[code, c, k]
-            for k in range(h_n):
-                g_table[bc, c, k] = gsum[k] - rest[k]
-        for k in range(h_n):
-            g_numbers[0, c, k] += gr[k]
-            g_numbers[1, c, k] += gq[k]
-    for k in range(h_n):
-        g_bias[k] = gsum[k]
-
-
-class _SparseFirstLayer(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, obs, table, numbers, bias, tanh):
-        o = obs.contiguous().numpy()
-        base = np.empty((2, o.shape[2]), dtype=np.uint8)
-        out = torch.empty((o.shape[0], bias.shape[0]), dtype=torch.float32)
-        _sparse_forward(o, table.detach().contiguous().numpy(), numbers.detach().contiguous().numpy(),
-                        bias.detach().numpy(), NUM_TILES, tanh, base, out.numpy())
-        ctx.save_for_backward(obs, out)
-        ctx.base, ctx.tanh = base, tanh
-        ctx.shapes = (table.shape, numbers.shape)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        obs, out = ctx.saved_tensors
-        g_table, g_numbers = torch.zeros(ctx.shapes[0]), torch.zeros(ctx.shapes[1])
-        g_bias = torch.empty(ctx.shapes[0][2])
-        _sparse_backward(obs.contiguous().numpy(), out.numpy(), grad.contiguous().numpy(), ctx.base, NUM_TILES,
-                         ctx.tanh, g_table.numpy(), g_numbers.numpy(), g_bias.numpy())
-        return None, g_table, g_numbers, g_bias, None
-
-
-def first_layer_sparse(obs: torch.Tensor, table: torch.Tensor, numbers: torch.Tensor, bias: torch.Tensor,
-                       activation: str = "relu") -> torch.Tensor:
-    """``act(b + sum_c table[tile_c, c] + table[NUM_TILES + ent_c, c] + req_c numbers[0, c] +
-    time_c numbers[1, c])`` for uint8 ``obs`` ``[B, 4, cells]`` on the CPU (differentiable in the
-    tables and the bias); :meth:`ActorCritic.cell_tables` makes the tables."""
-    return _SparseFirstLayer.apply(obs, table, numbers, bias, activation == "tanh")
-
-
-@numba.njit(cache=True)
-def _ppo_loss_kernel(head, actions, old_logp, adv, returns, old_values, clip, vf_coef, ent_coef, clip_vloss,
-                     norm_adv, grad, stats):
-    """Forward and gradient of :func:`ppo_loss` on a head output ``[B, A + 1]`` in one pass."""
-    b_n, a_n = head.shape[0], head.shape[1] - 1
-    mean, scale = 0.0, 1.0
-    if norm_adv and b_n > 1:
-        for i in range(b_n):
-            mean += adv[i]
-        mean /= b_n
-        var = 0.0
-        for i in range(b_n):
-            var += (adv[i] - mean) ** 2
-        scale = 1.0 / (math.sqrt(var / (b_n - 1)) + 1e-8)
-    inv = 1.0 / b_n
-    pg = vl = ent = kl = cf = 0.0
-    p = np.empty(a_n, dtype=np.float64)
-    lp = np.empty(a_n, dtype=np.float64)
-    for i in range(b_n):
-        m = head[i, 0]
-        for k in range(1, a_n):
-            m = max(m, head[i, k])
-        se = 0.0
-        for k in range(a_n):
-            p[k] = math.exp(head[i, k] - m)
-            se += p[k]
-        lse = m + math.log(se)
-        h_i = 0.0
-        for k in range(a_n):
-            p[k] /= se
-            lp[k] = head[i, k] - lse
-            h_i -= p[k] * lp[k]
-        a = actions[i]
-        log_ratio = lp[a] - old_logp[i]
-        r = math.exp(log_ratio)
-        adv_i = (adv[i] - mean) * scale
-        rc = min(max(r, 1.0 - clip), 1.0 + clip)
-        u1, u2 = -adv_i * r, -adv_i * rc
-        if u1 >= u2:  # the unclipped term is the larger (or they tie, r inside the clip range)
-            pg += u1
-            d_logp = -adv_i * r
-        else:  # the clipped term, constant in r
-            pg += u2
-            d_logp = 0.0
-        ent += h_i
-        kl += (r - 1.0) - log_ratio
-        if abs(r - 1.0) > clip:
-            cf += 1.0
-        for k in range(a_n):
-            dz = d_logp * ((1.0 if k == a else 0.0) - p[k]) + ent_coef * p[k] * (lp[k] + h_i)
-            grad[i, k] = dz * inv
-        v = head[i, a_n]
-        err = v - returns[i]
-        dv = err
-        if clip_vloss:
-            diff = v - old_values[i]
-            vc = old_values[i] + min(max(diff, -clip), clip)
-            err_c = vc - returns[i]
-            if err_c * err_c > err * err:
-                err = err_c
-                dv = err_c if abs(diff) <= clip else 0.0
-        vl += 0.5 * err * err
-        grad[i, a_n] = vf_coef * dv * inv
-    stats[0], stats[1], stats[2], stats[3], stats[4] = pg * inv, vl * inv, ent * inv, kl * inv, cf * inv
-    return pg * inv + vf_coef * vl * inv - ent_coef * ent * inv
-
-
-class _FusedPPOLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, head, actions, old_logp, adv, returns, old_values, clip, vf_coef, ent_coef, clip_vloss,
-                norm_adv):
-        grad = torch.empty(head.shape, dtype=torch.float32)
-        stats = torch.empty(5, dtype=torch.float64)
-        loss = _ppo_loss_kernel(head.detach().contiguous().numpy(), actions.contiguous().numpy(),
-                                old_logp.contiguous().numpy(), adv.contiguous().numpy(), returns.contiguous().numpy(),
-                                old_values.contiguous().numpy(), clip, vf_coef, ent_coef, clip_vloss, norm_adv,
-                                grad.numpy(), stats.numpy())
-        ctx.save_for_backward(grad)
-        ctx.mark_non_differentiable(stats)
-        return torch.tensor(loss, dtype=head.dtype), stats
-
-    @staticmethod
-    def backward(ctx, g_loss, _g_stats):
-        (grad,) = ctx.saved_tensors
-        return grad * g_loss, None, None, None, None, None, None, None, None, None, None
-
-
-@numba.njit(cache=True)
-def _sample_kernel(head, u, actions, logp, values):
-    """:func:`sample_actions` for one batch, writing into the rollout's buffers."""
-    b_n, a_n = head.shape[0], head.shape[1] - 1
-    for i in range(b_n):
-        m = head[i, 0]
-        for k in range(1, a_n):
-            m = max(m, head[i, k])
-        se = 0.0
-        for k in range(a_n):
-            se += math.exp(head[i, k] - m)
-        lse = m + math.log(se)
-        a, acc = a_n - 1, 0.0
-        for k in range(a_n):
-            acc += math.exp(head[i, k] - lse)
-            if u[i] < acc:
-                a = k
-                break
-        actions[i] = a
-        logp[i] = head[i, a] - lse
-        values[i] = head[i, a_n]
-
-
 # =============================================================================================
-# 4. The trained policy
+# 3. The trained policy
 # =============================================================================================
 
 class PPOPolicy(Policy):
@@ -737,6 +335,7 @@ class PPOPolicy(Policy):
         self._net = None
 
     def network(self) -> ActorCritic:
+        """The network, rebuilt from the saved weights on first use (on the CPU)."""
         if self._net is None:
             net = ActorCritic(self.height, self.width, self.time_scale, self.net_config)
             net.load_state_dict(self.weights)
@@ -766,12 +365,8 @@ class PPOPolicy(Policy):
 
 
 # =============================================================================================
-# 5. Checkpoints
+# 4. Checkpoints
 # =============================================================================================
-
-#: Engine arrays that carry state from one step to the next (the rest are outputs of a step).
-ENGINE_STATE = ("state", "grid", "acc", "rng", "_obs", "ev_count")
-
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -801,7 +396,7 @@ def _identity(level: Level, objective, cfg: Config, seed: int) -> dict:
 
 
 # =============================================================================================
-# 6. Training
+# 5. Training
 # =============================================================================================
 
 def learn(level, objective="task", config: Config | None = None, *, total_steps: int = 100_000, seed: int = 0,
@@ -861,7 +456,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
     opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=True)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    shaper, aux = None, None
+    reward_fn, aux = None, None
     current_tables = [None]  # the rollout's first-layer tables, for value_fn
     if not fast_task:
         from .rewards import ObjectiveRewards  # the objective's rewards, with the values it needs
@@ -879,7 +474,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
             aux = AuxCritics(compiled, time_scale, cfg, num=settings["num"], gamma=settings["gamma"],
                              seed=settings["seed"], num_envs=n, num_steps=t_len, device=device, run_seed=seed,
                              baseline=settings.get("baseline", "rollout"))
-        shaper = ObjectiveRewards(level, objective, n, values=cfg.objective_values, value_fn=value_fn,
+        reward_fn = ObjectiveRewards(level, objective, n, values=cfg.objective_values, value_fn=value_fn,
                                   aux_fn=None if aux is None else aux.values, cache=exact_cache)
 
     cuda = device.type == "cuda"
@@ -920,7 +515,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
         torch.set_rng_state(ck["torch_rng"])
         for name in ENGINE_STATE:
             getattr(engine, name)[...] = ck["engine"][name]
-        _load_state(shaper, ck.get("shaper"))
+        _load_state(reward_fn, ck.get("reward_fn"))
         _load_state(aux, ck.get("aux"))
         update, env_steps = ck["update"], ck["env_steps"]
         evaluator.history[:] = ck["history"]
@@ -933,7 +528,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
             "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "engine": {name: getattr(engine, name).copy() for name in ENGINE_STATE},
-            "shaper": _state_of(shaper), "aux": _state_of(aux),
+            "reward_fn": _state_of(reward_fn), "aux": _state_of(aux),
             "history": list(evaluator.history), "eval_seconds": evaluator.eval_seconds,
             "wall_time": time.perf_counter() - evaluator.start})
 
@@ -977,16 +572,16 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                     head = net.head_out(obs_buf[t], tables)
                     u = torch.rand(n, generator=gen, device=device)
                     if fused:
-                        _sample_kernel(head.numpy(), u.numpy(), act_np[t], logp_np[t], val_np[t])
+                        sample_kernel(head.numpy(), u.numpy(), act_np[t], logp_np[t], val_np[t])
                         actions = act_np[t]
                     else:
                         action, logp_buf[t], val_buf[t] = sample_actions(head, u)
                         act_buf[t] = action
                         actions = action.cpu().numpy()
-                    if shaper is not None:
-                        shaper.before_step(engine)
+                    if reward_fn is not None:
+                        reward_fn.before_step(engine)
                     n_done = engine.step_unchecked(actions, human)
-                    rew_np[t] = engine.rewards if shaper is None else shaper.after_step(engine, actions)
+                    rew_np[t] = engine.rewards if reward_fn is None else reward_fn.after_step(engine, actions)
                     if aux is not None:
                         aux.record(engine)
                     term_np[t] = engine.terminated
