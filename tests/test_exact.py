@@ -312,3 +312,15 @@ def test_hidden_request_level_is_refused_on_its_information_state_count():
     # the counting pass lets this one through (4,313 states) and the build refuses it (6,116)
     with pytest.raises(exact.LevelTooLarge, match=r"level 'safe_interruptibility'.*max_states=5,000 .*so far"):
         exact.solve("safe_interruptibility", "task", max_states=5000)
+
+
+def test_solve_many_expands_once_and_gives_what_solve_gives():
+    from agents.exact.solver import solve_many
+
+    names = ["task", "aup", "relative_reachability", "utility_indifference", "drest"]
+    many = solve_many("off_switch", names)
+    assert isinstance(many[-1], ValueError) and "shutdown_step" in str(many[-1])  # drest needs a delay level
+    for name, sol in zip(names[:-1], many[:-1]):
+        one = exact.solve("off_switch", name)
+        assert sol.value == pytest.approx(one.value, abs=1e-12), name
+        assert sol.metrics == pytest.approx(one.metrics), name

@@ -18,13 +18,31 @@ import time
 from envs.levels import LEVELS, get_level
 
 from .graph import LevelTooLarge
-from .solver import solve
+from .solver import solve_many
 
 #: Built-in levels small enough to enumerate (kitchen and the procedural pools are not).
 SOLVABLE = ("coffee", "off_switch", "tempting_button", "survival", "safe_interruptibility_0", "safe_interruptibility",
             "safe_interruptibility_2", "shutdown_delay", "coffee_hazards")
 COLUMNS = ("task_return", "hidden_return", "delivered", "compliance", "tampering", "blocking", "self_shutdown",
            "harm", "neutrality", "ties")
+
+
+#: Objectives beside the registered ones at their defaults: the other baselines of AUP and of
+#: relative reachability (label -> name and parameters).
+VARIANTS = {
+    "aup (stepwise)": ("aup", {"baseline": "stepwise"}),
+    "rr (start)": ("relative_reachability", {"baseline": "start"}),
+    "rr (inaction)": ("relative_reachability", {"baseline": "inaction"}),
+    "rr (step_noroll)": ("relative_reachability", {"baseline": "step_noroll"}),
+}
+
+
+def _objective(label: str):
+    """The objective of a table row's label (a registered name or a :data:`VARIANTS` label)."""
+    from agents.objectives import get_objective
+
+    name, params = VARIANTS.get(label, (label, {}))
+    return get_objective(name, **params)
 
 
 def _fmt(x) -> str:
@@ -38,10 +56,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", nargs="+", default=list(SOLVABLE), help="levels (default: every solvable one)")
-    parser.add_argument("--objectives", nargs="+", default=None, help="objectives (default: every registered one)")
+    parser.add_argument("--objectives", nargs="+", default=None,
+                        help="objectives, registered names or the variants " + ", ".join(repr(v) for v in VARIANTS)
+                        + " (default: every registered one and every variant)")
     parser.add_argument("--max-states", type=int, default=2_000_000, help="refuse levels with more states")
     args = parser.parse_args(argv)
-    objectives = args.objectives or list(OBJECTIVES)
+    objectives = args.objectives or [*OBJECTIVES, *VARIANTS]
+    unknown = [o for o in objectives if o not in OBJECTIVES and o not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown objective {unknown[0]!r}; objectives are {sorted(OBJECTIVES)} and {list(VARIANTS)}")
+    t_all = time.perf_counter()
     for name in args.levels:
         if name not in LEVELS:
             parser.error(f"unknown level {name!r}; registered levels are {sorted(LEVELS)}")
@@ -50,24 +74,27 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for name in args.levels:
-        for obj in objectives:
-            t0 = time.perf_counter()
-            try:
-                sol = solve(get_level(name), obj, max_states=args.max_states)
-            except LevelTooLarge as e:
-                print(f"{name:<24} {obj:<22} refused: {e}")
-                break
-            except ValueError as e:  # an objective that does not apply to this level
-                print(f"{name:<24} {obj:<22} n/a: {e}")
+        t0 = time.perf_counter()
+        try:
+            sols = solve_many(get_level(name), [_objective(o) for o in objectives],
+                              max_states=args.max_states)
+        except LevelTooLarge as e:
+            print(f"{name:<24} refused: {e}")
+            continue
+        own = sum(getattr(s, "solve_seconds", 0.0) for s in sols)
+        print(f"{name:<24} {'(graph, shared pass)':<22} {'':>8} {time.perf_counter() - t0 - own:>8.2f}")
+        for obj, sol in zip(objectives, sols):
+            if isinstance(sol, Exception):  # an objective that does not apply to this level
+                print(f"{name:<24} {obj:<22} n/a: {sol}")
                 continue
-            secs = time.perf_counter() - t0
-            print(f"{name:<24} {obj:<22} {sol.num_states:>8} {secs:>8.2f} {sol.value:>8.3f} "
+            print(f"{name:<24} {obj:<22} {sol.num_states:>8} {sol.solve_seconds:>8.2f} {sol.value:>8.3f} "
                   + " ".join(f"{_fmt(sol.metrics.get(c, float('nan'))):>9}" for c in COLUMNS))
             if sol.bound is not None:  # DReST: the row above is the reference (best memoryless policy)
                 b = sol.bound
                 print(f"{name:<24} {obj + ' (bound)':<22} {b.num_states:>8} {b.solve_seconds:>8.2f} {b.value:>8.3f} "
                       + " ".join(f"{_fmt(b.metrics.get(c, float('nan'))):>9}" for c in COLUMNS))
-            sys.stdout.flush()
+        sys.stdout.flush()
+    print(f"total {time.perf_counter() - t_all:.1f} s")
     return 0
 
 

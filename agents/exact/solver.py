@@ -51,18 +51,29 @@ def graph_of(level: Level, max_states: int = 2_000_000) -> Graph:
 # ---------------------------------------------------------------------------------------------
 def objective_rewards(graph: Graph, level: Level, objective, values: ValueContext) -> list[np.ndarray]:
     """The objective's reward for every transition, one vectorised call per step layer."""
+    return objectives_rewards(graph, level, [objective], values)[0][0]
+
+
+def objectives_rewards(graph: Graph, level: Level, objectives, values: ValueContext):
+    """Several objectives' rewards for every transition, expanding each layer once:
+    ``(rewards, seconds)``, per objective its per-layer rewards and the seconds spent on its values
+    and rewards (the shared expansion left out)."""
     from agents.objectives import Transitions
 
-    needs = objective.needs()
-    out = []
+    needs = [o.needs() for o in objectives]
+    out = [[] for _ in objectives]
+    seconds = [0.0] * len(objectives)
     for t, layer in enumerate(graph.layers):
         _, act, _, nxt, rew, hid, evs, rsn = graph.expand_layer(layer)
-        state = layer.members[layer.t_member][:, :NUM_STATE].astype(np.int32)
-        tr = Transitions(reward=rew, hidden=hid, events=events_matrix(evs), reason=rsn, done=rsn != Reason.RUNNING,
-                         state=state, next_state=nxt[:, :NUM_STATE].astype(np.int32), action=act.astype(np.int64),
-                         values=values.for_layer(t, needs, nxt, evs), level=level)
-        out.append(np.asarray(objective.rewards(tr), dtype=np.float64))
-    return out
+        base = dict(reward=rew, hidden=hid, events=events_matrix(evs), reason=rsn, done=rsn != Reason.RUNNING,
+                    state=layer.members[layer.t_member][:, :NUM_STATE].astype(np.int32),
+                    next_state=nxt[:, :NUM_STATE].astype(np.int32), action=act.astype(np.int64), level=level)
+        for k, objective in enumerate(objectives):
+            t0 = time.perf_counter()
+            tr = Transitions(**base, values=values.for_layer(t, needs[k], nxt, evs))
+            out[k].append(np.asarray(objective.rewards(tr), dtype=np.float64))
+            seconds[k] += time.perf_counter() - t0
+    return out, seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +166,6 @@ def solve(level, objective="task", *, max_states: int = 2_000_000, **level_param
 
     A level whose reachable graph passes ``max_states`` states is refused with the count reached
     and the limit, before any large allocation."""
-    from agents.metrics import compute_metrics
     from agents.objectives import get_objective
 
     t0 = time.perf_counter()
@@ -176,6 +186,14 @@ def solve(level, objective="task", *, max_states: int = 2_000_000, **level_param
                         time.perf_counter() - t0, action_probs=ref.action_probs, bound=bound,
                         details={"reference": "memoryless", "p_long": ref.p_long, "mix": ref.mix})
     rewards = objective_rewards(graph, level, objective, ValueContext(graph, level, max_states))
+    return _optimum(graph, level, objective, rewards, t0)
+
+
+def _optimum(graph: Graph, level: Level, objective, rewards: list, t0: float) -> Solution:
+    """Backward induction and the forward pass under an objective's per-layer rewards."""
+    from agents.metrics import compute_metrics
+
+    gamma = float(getattr(objective, "discount", 1.0))
     qs, vs = backward(graph, rewards, gamma)
     policy, tie_flags = zip(*(greedy(q) for q in qs))
     out = forward(graph, list(policy), rewards, gamma)
@@ -186,6 +204,34 @@ def solve(level, objective="task", *, max_states: int = 2_000_000, **level_param
     value = float(graph.start_prob @ vs[0][graph.start_info])
     return Solution(level, objective, value, metrics, graph.num_states, sum(l.num_info for l in graph.layers),
                     list(policy), list(qs), graph, time.perf_counter() - t0)
+
+
+def solve_many(level, objectives, *, max_states: int = 2_000_000, **level_params) -> list:
+    """:func:`solve` for several objectives on one level, expanding the level's graph once for all
+    of them (what ``python -m agents.exact`` does). Returns one entry per objective: its
+    :class:`Solution`, or the ValueError that says why it does not apply to this level.
+    ``solve_seconds`` is each objective's own time (its values, rewards and induction), the graph
+    and the shared expansion left out."""
+    from agents.objectives import get_objective
+
+    level = _resolve(level, level_params)
+    objectives = [get_objective(o) for o in objectives]
+    graph = graph_of(level, max_states)
+    results: list = [None] * len(objectives)
+    plain = []
+    for k, o in enumerate(objectives):
+        if "meta_counts" in o.needs():
+            try:
+                results[k] = solve(level, o, max_states=max_states)
+            except ValueError as e:
+                results[k] = e
+        else:
+            plain.append(k)
+    ctx = ValueContext(graph, level, max_states)
+    rewards, seconds = objectives_rewards(graph, level, [objectives[k] for k in plain], ctx)
+    for k, r, sec in zip(plain, rewards, seconds):
+        results[k] = _optimum(graph, level, objectives[k], r, time.perf_counter() - sec)
+    return results
 
 
 def evaluate(level, policy, objective=None, *, max_states: int = 2_000_000, **level_params) -> dict:
