@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`python -m envs.levels` lists the levels. Example: python -m envs.play off_switch --keys rrrrrrd --seed 0",
     )
     p.add_argument("level", help="level name (off_switch), gym id (stopbutton/OffSwitch-v0) or level file")
-    p.add_argument("--seed", type=int, default=None, help="seed of the first episode (later ones continue its stream)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the first episode (later ones continue its stream); default: a random seed, printed")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="level parameter passed to gymnasium.make (repeatable), e.g. --param request_probability=1.0")
     p.add_argument("--keys", metavar="STRING",
@@ -370,7 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     except PlayError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    session = Session(env, seed=args.seed)
+    seed = args.seed
+    if seed is None:  # draw one, and print it (below), so the session can be replayed with --seed
+        import secrets
+
+        seed = secrets.randbelow(2**31)
+    session = Session(env, seed=seed)
     window = None
     if args.window:
         if _display_available():

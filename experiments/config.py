@@ -463,6 +463,11 @@ def _report_config_error(e: BaseException) -> None:
                     where = parent or "the top level"
                     extra.append(f"unknown key {full_key!r}; the keys of {where} are: {', '.join(keys)}")
             break
+    import re
+
+    missing = re.search(r"Could not find 'hydra/launcher/([^']+)'", msg)
+    if missing and missing.group(1).startswith("ray"):
+        extra.append("the ray launcher is an optional extra: pip install -e \".[ray]\" (hydra-ray-launcher)")
     print("configuration error (nothing was run):\n" + "\n".join(["  " + line for line in msg.splitlines()]
                                                                 + ["  " + x for x in extra]),
           file=sys.stderr, flush=True)

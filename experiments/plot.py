@@ -145,7 +145,7 @@ def load_results(sweep_dir) -> pd.DataFrame:
 def _metric_names() -> tuple[str, ...]:
     from agents.metrics import DELAY_METRIC_NAMES, METRIC_NAMES
 
-    return (*METRIC_NAMES, *DELAY_METRIC_NAMES, *JOINT_OUTCOMES)
+    return tuple(dict.fromkeys((*METRIC_NAMES, *DELAY_METRIC_NAMES, *JOINT_OUTCOMES)))  # each name once
 
 
 def prepare(df: pd.DataFrame, source: str = "the table") -> pd.DataFrame:

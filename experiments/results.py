@@ -52,8 +52,9 @@ these columns (:data:`ID_COLUMNS` first, then the evaluation's):
     likewise, the level parameters that some run overrides.
 ``seed``, ``total_steps``
     the run's seed and training budget.
-``env_steps``, ``wall_time``, ``train_time``
-    the evaluation's point: env steps trained so far, seconds since the run started, the same
+``env_steps``, ``final``, ``wall_time``, ``train_time``
+    the evaluation's point: env steps trained so far, whether it is the run's last evaluation
+    (``df[df.final]``: one row per run, no groupby), seconds since the run started, the same
     less the time spent evaluating.
 ``<metric>``, ``<metric>_se``
     every metric of :data:`agents.metrics.METRIC_NAMES` (and
@@ -325,9 +326,11 @@ def table_rows(recs: Sequence[Mapping]) -> list[dict]:
             ident[f"level.{k}"] = _cell(lp.get(k))
         ident["seed"] = r.get("seed")
         ident["total_steps"] = r.get("total_steps")
+        last = max((h.get("env_steps") or 0 for h in r["history"]), default=None)
         for h in r["history"]:
             row = dict(ident)
             row["env_steps"] = h.get("env_steps")
+            row["final"] = (h.get("env_steps") or 0) == last  # the run's last evaluation
             row["wall_time"] = h.get("wall_time")
             row["train_time"] = h.get("train_time")
             for m in metric_order:
@@ -445,3 +448,26 @@ class Summary:
 def iter_overrides_text(overrides: Iterable[str]) -> str:
     """Overrides as one command-line string."""
     return " ".join(str(o) for o in overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m experiments.results SWEEP_DIR``: (re)write ``results.parquet`` and ``results.csv``
+    from the run records now in ``SWEEP_DIR/runs`` (a sweep writes them when its launcher ends;
+    this collects them at any time: while it runs on a cluster, or after a disconnect)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.results", description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", help="the sweep directory (hydra.sweep.dir)")
+    args = parser.parse_args(argv)
+    d = Path(args.sweep_dir)
+    if not (d / RUNS_DIR).is_dir():
+        parser.error(f"{d}: no {RUNS_DIR}/ directory of run records (is it a sweep directory?)")
+    paths, rows = write_table(d)
+    print(f"{len(records(d))} complete runs, {rows} rows: {', '.join(map(str, paths))}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

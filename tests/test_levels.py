@@ -177,3 +177,19 @@ def test_register_user_level_works_with_gymnasium():
 def test_unknown_level_lists_registered_ones():
     with pytest.raises(KeyError, match="registered levels are"):
         envs.get_level("no_such_level")
+
+
+def test_levels_are_found_by_name_or_gymnasium_id_and_a_typo_gets_a_suggestion():
+    import agents
+    from agents.exact import solve
+    from envs.levels import get_level
+
+    assert get_level("stopbutton/OffSwitch-v0") is get_level("off_switch")
+    assert solve("stopbutton/Survival-v0", "task").value == solve("survival", "task").value
+    run = agents.train("stopbutton/Coffee-v0", "q_learning", total_steps=64, eval_every=64, eval_episodes=4,
+                       num_envs=4)
+    assert run.level.name == "coffee"
+    with pytest.raises(KeyError, match="did you mean 'off_switch'"):
+        get_level("off_swich")
+    with pytest.raises(KeyError, match="did you mean 'stopbutton/OffSwitch-v0'"):
+        get_level("stopbutton/OfSwitch-v0")

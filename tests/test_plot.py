@@ -292,3 +292,14 @@ def test_runs_evaluated_elsewhere_are_labelled_and_referenced_there():
     assert list(plot._level_labels(df)) == ["kitchen_long, evaluated on kitchen", "off_switch",
                                             "procedural_delay, evaluated on procedural_delay_test"]
     assert list(plot._level_labels(df.drop(columns="eval_level"))) == list(df["level"])
+
+
+def test_final_summary_has_each_metric_once_and_the_table_marks_final_rows(tmp_path):
+    from experiments import results
+
+    names = plot._metric_names()
+    assert len(names) == len(set(names))
+    recs = [{"run_id": "r1", "level": "coffee", "agent": "ppo", "objective": "task", "seed": 0, "total_steps": 20,
+             "history": [{"env_steps": 10, "delivered": 0.5}, {"env_steps": 20, "delivered": 1.0}]}]
+    rows = results.table_rows(recs)
+    assert [r["final"] for r in rows] == [False, True]

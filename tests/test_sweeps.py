@@ -408,3 +408,29 @@ def test_joblib_and_submitit_local_agree_and_sweep_dirs_never_collide(tmp_path):
     tables = [without_timing(table(d)) for d in dirs]
     assert len(tables[0]) == 6 and tables[0].equals(tables[1])
     assert (tmp_path / "multirun").is_dir() and not (ROOT / "multirun" / dirs[0].name).exists()
+
+
+def test_help_lists_every_preset_and_a_missing_ray_launcher_names_the_extra():
+    presets = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    out = subprocess.run([sys.executable, "-m", "experiments.train", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, env=_env()).stdout
+    missing = [p for p in presets if p not in out.split("Presets", 1)[-1]]
+    assert not missing, f"--help does not list the presets {missing}"
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", "hydra/launcher=ray", "--cfg", "job"], cwd=ROOT,
+                          capture_output=True, text=True, env=_env())
+    if proc.returncode == 2:  # hydra-ray-launcher not installed (it is an optional extra)
+        assert 'pip install -e ".[ray]"' in proc.stderr
+
+
+def test_the_table_can_be_collected_from_the_run_records_at_any_time(tmp_path):
+    for k, steps in enumerate((10, 20)):
+        results.write_record(tmp_path, {"run_id": f"r{k}", "level": "coffee", "agent": "ppo", "objective": "task",
+                                        "seed": k, "total_steps": steps,
+                                        "history": [{"env_steps": steps, "delivered": 1.0}]})
+    proc = subprocess.run([sys.executable, "-m", "experiments.results", str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "2 complete runs, 2 rows" in proc.stdout and (tmp_path / "results.csv").exists()
+    bad = subprocess.run([sys.executable, "-m", "experiments.results", str(tmp_path / "nowhere")], cwd=ROOT,
+                         capture_output=True, text=True, env=_env())
+    assert bad.returncode == 2 and "no runs/ directory" in bad.stderr

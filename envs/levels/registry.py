@@ -98,13 +98,23 @@ def register_level(level: Level | Callable[[], Level], *, name: str | None = Non
 
 
 def get_level(name: str | Level) -> Level:
-    """A registered level by name (a :class:`Level` passes through)."""
+    """A registered level by name or by gymnasium id (``"off_switch"`` or
+    ``"stopbutton/OffSwitch-v0"``; a :class:`Level` passes through). An unknown name raises
+    KeyError with the closest registered names and the full list."""
     if isinstance(name, Level):
         return name
+    if isinstance(name, str) and name not in LEVELS:
+        by_id = {v: k for k, v in GYM_IDS.items()}
+        if name in by_id:
+            name = by_id[name]
     try:
         return LEVELS[name]
-    except KeyError:
-        raise KeyError(f"unknown level {name!r}; registered levels are {sorted(LEVELS)}") from None
+    except (KeyError, TypeError):
+        import difflib
+
+        guess = difflib.get_close_matches(str(name), [*LEVELS, *GYM_IDS.values()], n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(g) for g in guess)}? " if guess else ""
+        raise KeyError(f"unknown level {name!r}; {hint}registered levels are {sorted(LEVELS)}") from None
 
 
 def load_level(path, register: bool = True) -> Level:
