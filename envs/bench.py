@@ -68,6 +68,7 @@ KERNEL_CALLS: list[tuple[str, int, int]] = []
 
 @dataclass
 class Row:
+    """One line of the benchmark table: level, API, number of envs, env-steps per second."""
     level: str
     api: str
     n: int
@@ -111,16 +112,19 @@ def measure(run: Callable[[int], int], seconds: float, repeats: int, label: str 
 
 
 def action_batches(n: int, n_actions: int, seed: int = 0) -> list[np.ndarray]:
+    """Seeded random action batches of ``n`` envs (a few, reused in turn)."""
     rng = np.random.default_rng(seed)
     return [rng.integers(0, n_actions, size=n, dtype=np.int64) for _ in range(N_ACTION_BATCHES)]
 
 
 def single_actions(n_actions: int, seed: int = 0) -> list[int]:
+    """Seeded random actions for the single env."""
     rng = np.random.default_rng(seed)
     return [int(a) for a in rng.integers(0, n_actions, size=N_SINGLE_ACTIONS)]
 
 
 def vector_runner(step: Callable, batches: list) -> Callable[[int], int]:
+    """A runner that steps a vector env ``k`` times with the prepared batches and returns the env-steps taken."""
     mask = len(batches) - 1
 
     def run(k: int) -> int:
@@ -132,6 +136,7 @@ def vector_runner(step: Callable, batches: list) -> Callable[[int], int]:
 
 
 def vec_env_runner(vec, batches: list[np.ndarray]) -> Callable[[int], int]:
+    """A runner that steps a gymnasium VectorEnv with the prepared batches and returns the env-steps taken."""
     inner, n = vector_runner(vec.step, batches), vec.num_envs
     return lambda k: inner(k) * n
 
@@ -191,6 +196,7 @@ def bench_minigrid(seconds: float, repeats: int) -> tuple[float | None, str]:
 
 
 def bench_level(level: str, sizes: list[int], seconds: float, repeats: int) -> list[Row]:
+    """Every API of ``level`` at each size in ``sizes``, timed (best of ``repeats``)."""
     env_id = envs.GYM_IDS[level]
     rows = []
     env = gymnasium.make(env_id)
@@ -242,14 +248,17 @@ def profile_level(level: str, sizes: list[int], seconds: float, repeats: int) ->
 
 
 def fmt_rate(r: float) -> str:
+    """Env-steps per second as text (thousands separators)."""
     return f"{r:,.0f}"
 
 
 def fmt_ratio(r: float, ref: float | None) -> str:
+    """A rate against the reference rate as text (``1,234x``), or a dash without a reference."""
     return "n/a" if ref is None else f"{r / ref:,.1f}x"
 
 
 def print_table(headers: list[str], rows: list[list[str]], right: set[int]) -> None:
+    """Print rows as an aligned text table (``right``: the right-aligned columns)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
     def line(cells):
@@ -262,6 +271,7 @@ def print_table(headers: list[str], rows: list[list[str]], right: set[int]) -> N
 
 
 def print_markdown(headers: list[str], rows: list[list[str]], right: set[int]) -> None:
+    """Print rows as a Markdown table (``right``: the right-aligned columns)."""
     print("| " + " | ".join(headers) + " |")
     print("|" + "|".join("---:" if i in right else "---" for i in range(len(headers))) + "|")
     for r in rows:
@@ -269,6 +279,7 @@ def print_markdown(headers: list[str], rows: list[list[str]], right: set[int]) -
 
 
 def threading_info() -> str:
+    """numba's threading layer and thread count, as text."""
     note = ""
     try:
         layer = numba.threading_layer()
@@ -293,6 +304,7 @@ def threading_info() -> str:
 
 
 def level_name(text: str) -> str:
+    """An argparse type: a registered level name."""
     by_id = {v: k for k, v in envs.GYM_IDS.items()}
     if text in envs.LEVELS:
         return text
@@ -302,6 +314,7 @@ def level_name(text: str) -> str:
 
 
 def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
     try:
         v = int(text)
     except ValueError:
@@ -312,6 +325,7 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
     try:
         v = float(text)
     except ValueError:
@@ -322,6 +336,7 @@ def positive_float(text: str) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m envs.bench``."""
     p = argparse.ArgumentParser(prog="python -m envs.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--levels", nargs="+", type=level_name, default=["off_switch"], metavar="LEVEL",
@@ -349,6 +364,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m envs.bench``: time every API against MiniGrid in the same run and print the table; returns the
+    exit status."""
     args = parse_args(argv)
     try:
         affinity = len(os.sched_getaffinity(0))

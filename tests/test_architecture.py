@@ -128,3 +128,50 @@ def test_an_objective_with_params_but_no_dataclass_is_refused_naming_the_fix():
             return t.reward
 
     assert Plain().discount == 1.0
+
+
+def _has_doc(obj, owner=None, name=None) -> bool:
+    if isinstance(obj, type):
+        doc = obj.__dict__.get("__doc__")
+        return bool(doc and doc.strip() and not doc.startswith(obj.__name__ + "("))  # not dataclass's own
+    doc = (obj.fget if isinstance(obj, property) else obj).__doc__
+    if doc and doc.strip():
+        return True
+    for base in (owner.__mro__[1:] if owner is not None else ()):  # an override may inherit its docstring
+        if name in base.__dict__:
+            b = base.__dict__[name]
+            b = getattr(b, "__func__", b)
+            bdoc = (b.fget if isinstance(b, property) else b).__doc__
+            if bdoc and bdoc.strip():
+                return True
+    return False
+
+
+def test_every_public_definition_has_a_docstring():
+    import importlib
+    import inspect
+    import pkgutil
+
+    missing = []
+    for pkg in ("envs", "agents", "experiments"):
+        package = importlib.import_module(pkg)
+        for info in [None, *pkgutil.walk_packages(package.__path__, pkg + ".")]:
+            name = pkg if info is None else info.name
+            if name.endswith("__main__"):
+                continue
+            module = importlib.import_module(name)
+            for attr, obj in vars(module).items():
+                if attr.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                    continue
+                if getattr(obj, "__module__", None) != name:
+                    continue
+                if not _has_doc(obj):
+                    missing.append(f"{name}.{attr}")
+                if inspect.isclass(obj):
+                    for mname, member in vars(obj).items():
+                        f = getattr(member, "__func__", member)
+                        if mname.startswith("_") or not (inspect.isfunction(f) or isinstance(f, property)):
+                            continue
+                        if not _has_doc(f, obj, mname):
+                            missing.append(f"{name}.{attr}.{mname}")
+    assert not missing, f"{len(missing)} public definitions without a docstring: {missing[:20]}"
