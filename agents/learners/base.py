@@ -173,7 +173,10 @@ class Evaluator:
     """Plays ``episodes`` evaluation episodes of a policy (greedy, or sampled with
     ``mode="sample"``) on ``level`` and appends a history row.
 
-    Every evaluation uses the same seed, so curves compare policies on the same draws."""
+    Every evaluation uses the same seed, so curves compare policies on the same draws. With a
+    ``writer`` (a :class:`agents.learners.logging.MetricsWriter`; a learner whose config has
+    ``log_dir`` set gives it one for the run) every row also goes to TensorBoard (and W&B) as
+    ``shutdown/<metric>`` at ``env_steps``."""
 
     level: Level
     episodes: int = 512
@@ -186,6 +189,7 @@ class Evaluator:
     start: float = field(default_factory=time.perf_counter)
     history: list = field(default_factory=list)
     eval_seconds: float = 0.0
+    writer: Any = field(default=None, repr=False, compare=False)
 
     def due(self, env_steps: int) -> bool:
         """Whether an evaluation is due at ``env_steps`` (one every ``every`` steps)."""
@@ -217,6 +221,8 @@ class Evaluator:
         row.update({f"{k}_se": float(v) for k, v in ses.items()})
         row.update(extra)
         self.history.append(row)
+        if self.writer is not None:
+            self.writer.evaluation(row)
         return row
 
 

@@ -56,6 +56,7 @@ from envs.core.level import Level, compile_level
 from envs.core.tables import NUM_ACTIONS, NUM_CHANNELS, TIME_CLIP, Reason
 
 from .base import ENGINE_STATE, Evaluator, Policy, Run, resolve_gamma
+from .logging import logging_to
 from .networks import ActorCritic
 from .ppo_kernels import STAT_NAMES, FusedPPOLoss, sample_kernel
 
@@ -136,6 +137,10 @@ class Config:
                            "weight while the auxiliary critics learn (0: full weight from the start).")
     checkpoint_dir: str | None = _f(None, "Directory for last.pt; a run finding one there resumes from it.")
     checkpoint_every: int = _f(50, "Updates between checkpoints (one is also written at the end).")
+    log_dir: str | None = _f(None, "Folder for TensorBoard event files: every evaluation as shutdown/<metric>, and "
+                             "after every update train/pg_loss, v_loss, entropy, approx_kl, clipfrac, ent_coef, lr, "
+                             "steps_per_second and rollout/task_return, rollout/delivered, all at env_steps "
+                             "(agents.learners.logging); None writes none. A sweep sets SWEEP_DIR/tb/<run_id>.")
 
     @property
     def batch_size(self) -> int:
@@ -208,6 +213,8 @@ class Config:
             bad("torch_threads", "-1, 0 (auto) or a positive whole number")
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
             bad("checkpoint_dir", "None or a path")
+        if self.log_dir is not None and not isinstance(self.log_dir, (str, os.PathLike)):
+            bad("log_dir", "None or a path")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -389,7 +396,7 @@ def _load_state(tracker, state) -> None:
 def _identity(level: Level, objective, cfg: Config, seed: int) -> dict:
     """What must match for a checkpoint to be resumed."""
     keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("checkpoint_dir", "checkpoint_every",
-                                                                          "torch_threads")}
+                                                                          "torch_threads", "log_dir")}
     keep["hidden"], keep["aux_hidden"] = tuple(keep["hidden"]), tuple(keep["aux_hidden"])
     return {"level": repr(level), "objective": (type(objective).__name__, repr(objective)), "config": keep,
             "seed": int(seed)}
@@ -432,15 +439,18 @@ def learn(level, objective="task", config: Config | None = None, *, total_steps:
     # The engine steps serially: numba needs no threads of its own during a run.
     numba.set_num_threads(1)
     try:
-        return _learn(level, objective, cfg, int(total_steps), int(seed), progress, evaluator, agent, device,
-                      fast_task=is_plain_task(objective), exact_cache=exact_cache)
+        # evaluations and the update statistics to TensorBoard (cfg.log_dir) and W&B (STOPBUTTON_WANDB_PROJECT)
+        with logging_to(evaluator, cfg.log_dir, agent=agent, level=level, objective=objective, seed=seed,
+                        config=cfg) as writer:
+            return _learn(level, objective, cfg, int(total_steps), int(seed), progress, evaluator, agent, device,
+                          fast_task=is_plain_task(objective), exact_cache=exact_cache, writer=writer)
     finally:
         torch.set_num_threads(old_threads)
         numba.set_num_threads(old_numba)
 
 
 def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator, agent, device, fast_task,
-           exact_cache=None):
+           exact_cache=None, writer=None):
     # -- setup: engine, network, optimiser, rollout storage -----------------------------------
     compiled = compile_level(level)
     n, t_len = cfg.num_envs, cfg.num_steps
@@ -521,6 +531,8 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
         evaluator.history[:] = ck["history"]
         evaluator.eval_seconds = ck["eval_seconds"]
         evaluator.start = time.perf_counter() - ck["wall_time"]
+    if writer is not None:  # TensorBoard forgets what an earlier session logged after the checkpoint
+        writer.start(env_steps + 1 if env_steps else 0)
 
     def checkpoint():
         _save_checkpoint(ckpt_path, {
@@ -633,7 +645,16 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
             if aux is not None:
                 stats = dict(stats, aux_loss=aux.update(obs_buf, act_buf, last_obs.to(device), gen))
             update += 1
-            timing["update"] += time.perf_counter() - t_update
+            t_done = time.perf_counter()
+            timing["update"] += t_done - t_update
+            if writer is not None:
+                logged = {f"train/{k}": float(v) for k, v in stats.items()}
+                logged.update({"train/ent_coef": ent_coef, "train/lr": opt.param_groups[0]["lr"],
+                               "train/steps_per_second": batch / max(t_done - t_rollout, 1e-9)})
+                if ep_returns:
+                    logged["rollout/task_return"] = float(np.concatenate(ep_returns).mean())
+                    logged["rollout/delivered"] = float(np.concatenate(ep_delivered).mean())
+                writer.scalars(env_steps, logged)
 
             # -- evaluation, progress, checkpoint ---------------------------------------------
             stop = False

@@ -104,6 +104,7 @@ CAVEAT
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -116,6 +117,7 @@ from envs.core.rules import S_FROZEN, _below, _uniform, next_u64, seed_rngs
 from envs.core.tables import NUM_ACTIONS, Action
 
 from .base import Policy, Run, resolve_gamma
+from .logging import logging_to
 from .rewards import executed_actions, is_plain_task
 
 NOOP = int(Action.NOOP)
@@ -161,6 +163,10 @@ class TabularConfig:
         "doc": "SARSA only: Orseau and Armstrong's safe SARSA, which bootstraps on the action its policy chose "
                "for the next step (what it would have done uninterrupted) instead of the executed one; it "
                "still updates the executed action. Needs learn_from='executed'."})
+    log_dir: str | None = field(default=None, metadata={
+        "doc": "Folder for TensorBoard event files: every evaluation as shutdown/<metric> at env_steps, and "
+               "train/table_size, train/epsilon, train/episodes (agents.learners.logging); None writes none. "
+               "A sweep sets SWEEP_DIR/tb/<run_id>."})
 
     def validate(self) -> None:
         """Check every field's range; a bad one raises ValueError naming it."""
@@ -179,6 +185,8 @@ class TabularConfig:
              f"max_table_size must be >= 1, got {self.max_table_size!r}")
         need(self.learn_from in LEARN_FROM, f"learn_from must be one of {list(LEARN_FROM)}, got {self.learn_from!r}")
         need(isinstance(self.safe, bool), f"safe must be True or False, got {self.safe!r}")
+        need(self.log_dir is None or isinstance(self.log_dir, (str, os.PathLike)),
+             f"log_dir must be None or a path, got {self.log_dir!r}")
         need(not self.safe or self.learn_from == "executed",
              "safe=True (safe SARSA) updates the executed action and needs learn_from='executed'; with "
              "learn_from='chosen' it would be plain SARSA on the chosen action")
@@ -567,58 +575,62 @@ def learn(level, objective="task", cfg: TabularConfig | None = None, *, total_st
     from_executed = cfg.learn_from == "executed"
 
     iterations = -(-total_steps // n)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    # every evaluation row to TensorBoard (cfg.log_dir) and W&B (STOPBUTTON_WANDB_PROJECT), when asked
+    with logging_to(evaluator, cfg.log_dir, agent=agent, level=lvl, objective=obj, seed=seed, config=cfg) as writer:
+        if writer is not None:
+            writer.start(0)  # a run started again logs from 0: TensorBoard forgets the earlier session
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=iterations * n, unit="step", desc=f"{agent} {lvl.name}")
-    t0 = time.perf_counter()
-    env_steps = episodes = 0
-    eval_seconds = 0.0
-    noop_overrides = 0
+            bar = tqdm(total=iterations * n, unit="step", desc=f"{agent} {lvl.name}")
+        t0 = time.perf_counter()
+        env_steps = episodes = 0
+        eval_seconds = 0.0
+        noop_overrides = 0
 
-    def evaluate(steps):
-        nonlocal eval_seconds
-        if evaluator is None:
-            return
-        t = time.perf_counter()
-        evaluator(_policy_of(table, obs_shape), steps, table_size=table.size,
-                  epsilon=cfg.epsilon(steps, total_steps), episodes=episodes)
-        eval_seconds += time.perf_counter() - t
+        def evaluate(steps):
+            nonlocal eval_seconds
+            if evaluator is None:
+                return
+            t = time.perf_counter()
+            evaluator(_policy_of(table, obs_shape), steps, table_size=table.size,
+                      epsilon=cfg.epsilon(steps, total_steps), episodes=episodes)
+            eval_seconds += time.perf_counter() - t
 
-    try:
-        for it in range(iterations + 1):
-            eps = cfg.epsilon(env_steps, total_steps)
-            table.reserve(n)
-            bad = _learn_step(sarsa, cfg.safe, from_executed, table.q, table.slot_fp, table.slot_row, table.row_fp,
-                              table.meta, table.max_rows, table.q_init, obs2d, engine.state, rewards, engine.done,
-                              rows, upd, have_prev, cfg.alpha, gamma, eps, rng, actions, executed)
-            if bad >= 0:
-                raise TableFull(f"{agent} on level {lvl.name!r}: the table passed max_table_size="
-                                f"{cfg.max_table_size:,} distinct observations after {env_steps:,} env steps; raise "
-                                "max_table_size or train on a smaller level")
-            if it == iterations:
-                break  # the last transitions are learned; no step after them
-            noop_overrides += int(np.count_nonzero(actions != executed))
-            if reward_fn is not None:
-                reward_fn.before_step(engine)
-            engine.step(actions)
-            if reward_fn is None:
-                rewards[:] = engine.rewards
-            else:
-                rewards[:] = reward_fn.after_step(engine, executed)
-            episodes += engine.n_done
-            env_steps += n
+        try:
+            for it in range(iterations + 1):
+                eps = cfg.epsilon(env_steps, total_steps)
+                table.reserve(n)
+                bad = _learn_step(sarsa, cfg.safe, from_executed, table.q, table.slot_fp, table.slot_row, table.row_fp,
+                                  table.meta, table.max_rows, table.q_init, obs2d, engine.state, rewards, engine.done,
+                                  rows, upd, have_prev, cfg.alpha, gamma, eps, rng, actions, executed)
+                if bad >= 0:
+                    raise TableFull(f"{agent} on level {lvl.name!r}: the table passed max_table_size="
+                                    f"{cfg.max_table_size:,} distinct observations after {env_steps:,} env steps; "
+                                    "raise max_table_size or train on a smaller level")
+                if it == iterations:
+                    break  # the last transitions are learned; no step after them
+                noop_overrides += int(np.count_nonzero(actions != executed))
+                if reward_fn is not None:
+                    reward_fn.before_step(engine)
+                engine.step(actions)
+                if reward_fn is None:
+                    rewards[:] = engine.rewards
+                else:
+                    rewards[:] = reward_fn.after_step(engine, executed)
+                episodes += engine.n_done
+                env_steps += n
+                if bar is not None:
+                    bar.update(n)
+                if evaluator is not None and evaluator.due(env_steps) and it + 1 < iterations:
+                    evaluate(env_steps)
+        finally:
             if bar is not None:
-                bar.update(n)
-            if evaluator is not None and evaluator.due(env_steps) and it + 1 < iterations:
-                evaluate(env_steps)
-    finally:
-        if bar is not None:
-            bar.close()
-    train_seconds = time.perf_counter() - t0 - eval_seconds
-    if evaluator is not None and (not evaluator.history or evaluator.history[-1]["env_steps"] != env_steps):
-        evaluate(env_steps)
+                bar.close()
+        train_seconds = time.perf_counter() - t0 - eval_seconds
+        if evaluator is not None and (not evaluator.history or evaluator.history[-1]["env_steps"] != env_steps):
+            evaluate(env_steps)
     policy = _policy_of(table, obs_shape, final=True)
     extra = {"table_size": table.size, "episodes": int(episodes), "train_seconds": train_seconds,
              "overridden_actions": noop_overrides, "gamma": gamma, "q_init": q_init}
