@@ -292,8 +292,16 @@ def _objective_of(node: dict, lenient: bool = False):
         cls = registered
     ignored = {}
     accepted = _accepted_params(cls)
-    if lenient and accepted is not None:
-        others = {k for c in OBJECTIVES.values() if c is not cls for k in (_accepted_params(c) or ())}
+    if lenient and accepted is not None:  # the registered objectives and every other one loaded (a user's)
+        from agents.objectives import Objective
+
+        def subclasses(c):
+            for sub in c.__subclasses__():
+                yield sub
+                yield from subclasses(sub)
+
+        known = {*OBJECTIVES.values(), *subclasses(Objective)}
+        others = {k for c in known if c is not cls for k in (_accepted_params(c) or ())}
         for k in list(node):
             if k not in accepted and k in others:
                 ignored[k] = node.pop(k)

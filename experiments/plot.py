@@ -351,7 +351,10 @@ def run_spec(row, runs: dict | None = None) -> tuple[dict, object]:
 
     defaults = rec.get("level_defaults") or {}
     lparams = {k: v for k, v in (rec.get("level_params") or {}).items() if k in defaults and defaults[k] != v}
-    return lparams, get_objective(rec["objective_target"], **(rec.get("objective_params") or {}))
+    try:
+        return lparams, get_objective(rec["objective_target"], **(rec.get("objective_params") or {}))
+    except Exception as e:  # a user's class this process cannot import: the reference is skipped, with a note
+        return lparams, {"name": rec["objective_target"], "error": f"{type(e).__name__}: {e}"}
 
 
 def level_params(row) -> dict:

@@ -76,6 +76,8 @@ bare fork), as do submitit and Ray.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -89,6 +91,70 @@ def _hydra_main(cfg: DictConfig) -> dict:
     return run_job(cfg)
 
 
+def register_objective_options(argv: list[str]) -> list[str]:
+    """Make the objectives a command line names beside the built-in ones options of the
+    ``objective`` group, so that one sweep mixes them: ``objective=task,my_module.NoTampering``
+    (a class's dotted path) and, with ``imports=[my_module]``, ``objective=no_tampering`` (a name
+    that module registers with ``@register_objective``). Each becomes a config ``{name, _target_}``
+    in Hydra's ConfigStore; its parameters are set as usual (``objective.cost=2``). The modules
+    are imported from the working directory or ``PYTHONPATH``, here and in every job process.
+    A class path's module joins ``imports`` (every job imports it, so a parameter of the user's
+    objective swept beside others is known to every job). Returns the command line to run (an
+    unparsable one is returned as it is: Hydra reports it)."""
+    import importlib
+
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from agents.objectives import OBJECTIVES
+
+    args = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception:
+        return list(argv)
+    names, modules = [], []
+    for o in parsed:
+        key = o.key_or_group.lstrip("+~")
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        for v in values:
+            items = v if isinstance(v, (list, tuple)) else [v]
+            if key == "objective":
+                names += [str(i) for i in items]
+            elif key == "imports":
+                modules += [str(i) for i in items]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception:  # plan_run reports it, naming the module
+            pass
+    shipped = {p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "objective").glob("*.yaml")}
+    cs, extra = ConfigStore.instance(), []
+    for name in dict.fromkeys(names):
+        if name in shipped:
+            continue
+        if name in OBJECTIVES:
+            cls = OBJECTIVES[name]
+            node = {"name": name, "_target_": f"{cls.__module__}.{cls.__qualname__}"}
+        elif "." in name:
+            node = {"name": None, "_target_": name}
+            module = name.rpartition(".")[0]
+            if module not in modules:
+                extra.append(module)
+            try:
+                importlib.import_module(module)
+            except Exception:  # plan_run reports it, naming the class
+                pass
+        else:
+            continue  # Hydra says the option does not exist
+        cs.store(group="objective", name=name, node=node)
+    if not extra:
+        return list(argv)
+    all_modules = ",".join(dict.fromkeys([*modules, *extra]))
+    rest = [a for a in argv if not a.lstrip("+~").startswith("imports=")]
+    return [*rest, f"imports=[{all_modules}]"]
+
+
 def main() -> None:
     """``python -m experiments.train``: the Hydra app, with configuration errors reported
     as such (exit status 2) and failing single runs with their traceback (exit status 1)."""
@@ -98,6 +164,7 @@ def main() -> None:
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
     try:
+        sys.argv[1:] = register_objective_options(sys.argv[1:])
         _hydra_main()
     except (HydraException, OmegaConfBaseException, ConfigError) as e:
         if full:

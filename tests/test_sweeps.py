@@ -434,3 +434,43 @@ def test_the_table_can_be_collected_from_the_run_records_at_any_time(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "experiments.results", str(tmp_path / "nowhere")], cwd=ROOT,
                          capture_output=True, text=True, env=_env())
     assert bad.returncode == 2 and "no runs/ directory" in bad.stderr
+
+
+USER_MODULE = '''
+from dataclasses import dataclass
+from agents.objectives import Objective, param, register_objective
+from envs import Event
+
+@dataclass
+class NoTampering(Objective):
+    cost: float = param(10.0, "cost of disabling the button")
+    def reward(self, t):
+        return t.reward - self.cost * t.events[:, Event.BUTTON_DISABLED]
+
+@register_objective
+@dataclass
+class CarefulTask(Objective):
+    def reward(self, t):
+        return t.reward
+'''
+
+
+def test_a_users_objectives_join_a_sweep_by_class_path_or_registered_name_and_get_exact_lines(tmp_path, monkeypatch):
+    (tmp_path / "my_user_objectives.py").write_text(USER_MODULE)
+    sweep = tmp_path / "sweep"
+    proc = app("-m", "objective=task,my_user_objectives.NoTampering,careful_task", "objective.cost=2",
+               "imports=[my_user_objectives]", "level=survival", "total_steps=512", "eval_episodes=4",
+               f"hydra.sweep.dir={sweep}", cwd=tmp_path, extra_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "3 done, 0 skipped" in proc.stdout
+    recs = {r["objective"]: r for r in results.records(sweep)}
+    assert recs["NoTampering"]["objective_target"] == "my_user_objectives.NoTampering"
+    assert recs["NoTampering"]["objective_params"]["cost"] == 2.0
+    assert recs["careful_task"]["objective_target"] == "my_user_objectives.CarefulTask"
+    from experiments import plot
+
+    monkeypatch.syspath_prepend(str(tmp_path))  # the plotting process finds the user's module as the jobs did
+    ctx = plot.make_plots(sweep, out=tmp_path / "figs", gifs=False)
+    table = ctx.exact.table()
+    assert set(table["status"]) == {"solved"} and len(table) == 3  # an exact line for each, the user's too
+    assert not [n for n in ctx.notes if "exact reference skipped" in n]
