@@ -194,3 +194,21 @@ def test_wandb_gets_the_same_scalars_when_asked(tmp_path, monkeypatch):
     assert [v["shutdown/delivered"] for _, v in evals] == [row["delivered"] for row in run.history]
     assert any("train/pg_loss" in v for _, v in calls["log"])
     assert set(_read(tmp_path / "run7")) >= {"shutdown/delivered", "train/pg_loss"}  # TensorBoard as well
+
+
+def test_sb3_sends_its_evaluations_to_wandb_when_asked(tmp_path, monkeypatch):
+    logged, finished = [], []
+
+    class FakeRun:
+        def log(self, values, step):
+            logged.append((step, dict(values)))
+
+        def finish(self):
+            finished.append(True)
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kwargs: FakeRun()))
+    monkeypatch.setenv(WANDB_ENV, "stop-button")
+    run = agents.train("coffee", "sb3_ppo", "task", total_steps=STEPS, seed=0, eval_every=EVERY, eval_episodes=4,
+                       **TINY["sb3_ppo"])
+    evals = [s for s, v in logged if "shutdown/delivered" in v]
+    assert evals == [row["env_steps"] for row in run.history] and finished == [True]

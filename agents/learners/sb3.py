@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Evaluator, Policy, Run, resolve_gamma
+from .logging import logging_to
 
 __all__ = ["SB3DQNConfig", "SB3PPOConfig", "SB3Policy", "configs", "learn"]
 
@@ -321,7 +322,11 @@ def learn(level, objective="task", cfg=None, *, total_steps: int = 100_000, seed
     if threads > 0:
         torch.set_num_threads(threads)
     try:
-        return _learn(algo, level, objective, cfg, total_steps, seed, progress, evaluator, agent, threads, exact_cache)
+        # SB3's own logger writes the TensorBoard files (log_dir); the evaluator sends its rows to W&B
+        # only, where STOPBUTTON_WANDB_PROJECT asks for it
+        with logging_to(evaluator, None, agent=agent, level=level, objective=objective, seed=seed, config=cfg):
+            return _learn(algo, level, objective, cfg, total_steps, seed, progress, evaluator, agent, threads,
+                          exact_cache)
     finally:
         torch.set_num_threads(old_threads)
 
