@@ -92,7 +92,7 @@ def test_params_are_checked_on_direct_construction_and_coerced():
         AUP(lam=-0.1)
     a = AUP(lam=1, num=np.int64(5))
     assert isinstance(a.lam, float) and a.lam == 1.0 and type(a.num) is int
-    assert a.params() == {"discount": 1.0, "lam": 1.0, "num": 5, "gamma": 0.996, "seed": 0, "scale": "per_term",
+    assert a.params() == {"discount": 1.0, "lam": 1.0, "num": 5, "gamma": 0.996, "reward_seed": 0, "scale": "per_term",
                           "baseline": "rollout"}
 
 
@@ -103,7 +103,7 @@ def test_instances_classes_and_configs():
     assert b is not a and b.num == 4 and b.lam == 0.3 and a.num == 30
     with pytest.raises(ObjectiveError, match="'nmu'"):
         get_objective(a, nmu=4)
-    assert get_objective(AUP, seed=3).seed == 3
+    assert get_objective(AUP, reward_seed=3).reward_seed == 3
     c = get_objective({"name": "drest", "_target_": "agents.objectives.drest.DReST", "lam": 0.5})
     assert isinstance(c, DReST) and c.lam == 0.5
     with pytest.raises(ObjectiveError, match="'name'"):
@@ -114,7 +114,7 @@ def test_instances_classes_and_configs():
 
 def test_defaults_match_the_references():
     a = AUP()
-    assert (a.lam, a.num, a.gamma, a.seed) == (1 / 1.501, 30, 0.996, 0) and a.discount == 1.0
+    assert (a.lam, a.num, a.gamma, a.reward_seed) == (1 / 1.501, 30, 0.996, 0) and a.discount == 1.0
     # the paper's full AUP agent is the planner (AUPAgent), whose baseline is the inaction rollout
     assert a.baseline == "rollout" and a.scale == "per_term"
     settings = {"num": 30, "gamma": 0.996, "seed": 0, "baseline": "rollout"}

@@ -283,7 +283,7 @@ def attainable_utilities(level, objective="aup", *, max_states: int = 2_000_000,
                          **level_params) -> tuple[np.ndarray, np.ndarray]:
     """AUP's exact auxiliary Q-values per observation, the ground truth for learned critics.
 
-    ``objective``: an ``aup`` objective (or its name) whose ``num``, ``gamma`` and ``seed`` pick
+    ``objective``: an ``aup`` objective (or its name) whose ``num``, ``gamma`` and ``reward_seed`` pick
     the auxiliary rewards. Returns ``(obs, q)``: uint8 ``[k, 4, H, W]``, every observation of
     every reachable information state, and float64 ``[k, num, 5]``, its optimal ``Q_i(s, a)``:
     the discounted values of the level's timeless model (:mod:`agents.exact.attainable`), the

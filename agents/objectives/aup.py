@@ -32,7 +32,7 @@ the paper's ``R_AUP(s, a) = R(s, a) - lambda PENALTY(s, a) / SCALE(s)`` as the c
   without a time index (``update_greedy``: ``reward + self.discount * new_Q - old_Q``, learning
   rate 1); ``R_i`` uniform in [0, 1) per board (``defaultdict(np.random.random)`` keyed by the
   board): here :func:`aux_rewards`, a hash of the observation without its steps-left plane,
-  salted with ``i`` and ``seed``, shared by the exact solver (:mod:`agents.exact.attainable`,
+  salted with ``i`` and ``reward_seed``, shared by the exact solver (:mod:`agents.exact.attainable`,
   which states how its timeless model is built) and the learners' critics
   (:mod:`agents.learners.aux_critics`).
 
@@ -143,7 +143,8 @@ class AUP(Objective):
                      low=1, high=10_000)
     gamma: float = param(0.996, "Discount of the auxiliary Q-values (the authors' 0.996).", low=0.0, high=1.0,
                          low_open=True, high_open=True)
-    seed: int = param(0, "Seed of the auxiliary reward functions.", low=0)
+    reward_seed: int = param(0, "Seed of the auxiliary reward functions (named so that it is not taken for the "
+                             "run's seed).", low=0)
     scale: str = param("per_term", "Scaling: 'per_term' (each |dQ_i| / Q_i(s,noop), the code's default) or "
                        "'mean' (sum |dQ| / sum Q(s,noop), its use_scale variant).", choices=("per_term", "mean"))
     baseline: str = param("rollout", "Baseline: 'rollout' (the planner AUPAgent, the paper's full AUP: the action then "
@@ -151,7 +152,7 @@ class AUP(Objective):
                           "against Q_i(s, noop)).", choices=("rollout", "stepwise"))
 
     def needs(self) -> dict[str, dict]:
-        settings = {"num": self.num, "gamma": self.gamma, "seed": self.seed, "baseline": self.baseline}
+        settings = {"num": self.num, "gamma": self.gamma, "seed": self.reward_seed, "baseline": self.baseline}
         return {"aux_q": dict(settings), "aux_q_noop": dict(settings)}
 
     def penalty(self, t: Transitions) -> np.ndarray:
