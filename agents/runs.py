@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from envs.levels import get_level
 
-from .learners import Evaluator, Run, config_from, learner_module
+from .learners import DEFAULT_STEPS, Evaluator, Run, config_from, learner_module
 
 
-def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_000, seed: int = 0, *,
+def train(level, agent: str = "ppo", objective="task", total_steps: int | None = None, seed: int = 0, *,
           eval_every: int | None = None, eval_episodes: int = 512, progress: bool = False,
           level_params: dict | None = None, eval_level=None, eval_mode: str = "greedy",
           exact_cache=None, **agent_params) -> Run:
     """Train ``agent`` (``ppo``, ``sb3_ppo``, ``sb3_dqn``, ``q_learning``, ``sarsa``) on
     ``level`` (a registered name or a :class:`~envs.Level`; ``level_params`` override its
     params) under ``objective`` (a name, a config mapping or an instance) for ``total_steps``
-    env steps. ``agent_params`` set fields of the learner's ``Config`` (unknown or mistyped
+    env steps (None: the learner's :data:`~agents.learners.DEFAULT_STEPS`, enough to learn coffee). ``agent_params`` set fields of the learner's ``Config`` (unknown or mistyped
     keys fail naming the key). The policy is evaluated greedily on ``eval_episodes`` episodes
     every ``eval_every`` env steps (default: 10 evaluations per run) and at the end; those
     rows are ``run.history``. ``eval_level`` evaluates on another level of the same size
@@ -30,6 +30,8 @@ def train(level, agent: str = "ppo", objective="task", total_steps: int = 100_00
         lvl = lvl.with_params(**level_params)
     obj = get_objective(objective)
     module = learner_module(agent)
+    if total_steps is None:
+        total_steps = DEFAULT_STEPS[agent]
     for name, value in (("total_steps", total_steps), ("seed", seed), ("eval_episodes", eval_episodes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
             raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} whole number, "

@@ -59,3 +59,12 @@ def test_a_sweep_refuses_the_contradiction_before_any_run():
                             "eval_every": None, "eval_episodes": 4, "eval_mode": "greedy"})
     with pytest.raises(ConfigError, match="agent.gamma: .*discount is 0.9"):
         plan_run(cfg)
+
+
+def test_the_default_budget_of_ppo_learns_coffee():
+    from agents.learners import DEFAULT_STEPS, LEARNERS
+
+    assert set(DEFAULT_STEPS) == set(LEARNERS)
+    run = agents.train("coffee", "ppo", seed=0, eval_episodes=64)  # no total_steps: the learner's default
+    assert run.total_steps == DEFAULT_STEPS["ppo"]
+    assert run.history[-1]["delivered"] == 1.0  # seed 0 delivers every episode from 180k of the 300k steps
