@@ -284,13 +284,41 @@ def assign_variants(df: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.Series:
     return out
 
 
-def _colours(variants) -> dict:
+#: Each built-in objective's colour and marker, the same in every figure of every sweep; a user's
+#: objectives take the next ones, in the order of their names.
+OBJECTIVE_ORDER = ("task", "utility_indifference", "aup", "relative_reachability", "harm_penalty", "drest")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+
+
+def _palette() -> list:
     import matplotlib
 
+    return list(PALETTE) + [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
+
+
+def _styles(variants) -> dict:
+    """Variant -> (colour, marker). An objective's first variant (in sort order) takes the
+    objective's fixed colour and marker (:data:`OBJECTIVE_ORDER`; other objectives next, by
+    name); further variants of the same objective (swept parameters, other agents) keep its
+    marker and take the next free colours."""
     ordered = sorted(set(variants), key=lambda v: v.sort_key())
-    tab = matplotlib.colormaps["tab20"].colors
-    palette = list(PALETTE) + [matplotlib.colors.to_hex(c) for c in tab]
-    return {v: palette[i % len(palette)] for i, v in enumerate(ordered)}
+    objectives = list(OBJECTIVE_ORDER) + sorted({v.objective for v in ordered} - set(OBJECTIVE_ORDER))
+    palette = _palette()
+    fixed = {o: palette[i % len(palette)] for i, o in enumerate(objectives)}
+    used, out = set(), {}
+    spare = iter([c for c in palette[len(objectives):]] + palette)
+    for v in ordered:
+        colour = fixed[v.objective]
+        if colour in used:
+            colour = next(c for c in spare if c not in used)
+        used.add(colour)
+        out[v] = (colour, MARKERS[objectives.index(v.objective) % len(MARKERS)])
+    return out
+
+
+def _colours(variants) -> dict:
+    """Variant -> colour (:func:`_styles`)."""
+    return {v: style[0] for v, style in _styles(variants).items()}
 
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -541,7 +569,8 @@ def _curve_matrix(rows: pd.DataFrame, metrics: Sequence[str]):
 def plot_curves(df: pd.DataFrame, metrics: Sequence[str], ctx: Context) -> None:
     """``compliance_curves``: a row per level, a panel per metric, a line per variant."""
     df = df.assign(variant=assign_variants(df))
-    colours = _colours(df["variant"])
+    styles = _styles(df["variant"])
+    colours = {v: c for v, (c, _) in styles.items()}
     levels = sorted(df["level_label"].unique())
     ncols = len(metrics)
     width = 3.0 if ncols == 1 else max(min(PAGE_WIDTH, 1.5 * ncols + 0.5), 1.45 * ncols)
@@ -552,29 +581,38 @@ def plot_curves(df: pd.DataFrame, metrics: Sequence[str], ctx: Context) -> None:
         sf.suptitle(f"level: {level}", fontweight="bold")
         axes = sf.subplots(1, ncols, squeeze=False, sharex=True)[0]
         rows = df[df["level_label"] == level]
-        for variant in sorted(rows["variant"].unique(), key=lambda v: v.sort_key()):
+        drawn = np.zeros(ncols, dtype=bool)
+        level_variants = sorted(rows["variant"].unique(), key=lambda v: v.sort_key())
+        span = float(rows["env_steps"].max() - rows["env_steps"].min()) or 1.0
+        for k, variant in enumerate(level_variants):
             vr = rows[rows["variant"] == variant]
             values, steps = _curve_matrix(vr, metrics)
             est = ctx.estimate(values)
-            colour = colours[variant]
+            colour, marker = styles[variant]
+            # lines that lie on top of each other stay visible: each variant slightly to the side
+            steps = steps + (k - (len(level_variants) - 1) / 2) * 0.008 * span
             exact = ctx.exact.get(_measured_level(vr).iloc[0], *run_spec(vr.iloc[0], ctx.runs))
             for j, (ax, metric) in enumerate(zip(axes, metrics)):
                 ok = ~np.isnan(est.point[:, j])
                 if not ok.any():
                     continue
-                ax.plot(steps[ok], est.point[ok, j], color=colour, marker="o", label=variant.label)
+                drawn[j] = True
+                ax.plot(steps[ok], est.point[ok, j], color=colour, marker=marker, markersize=4, label=variant.label)
                 ax.fill_between(steps[ok], est.low[ok, j], est.high[ok, j], color=colour, alpha=0.2, linewidth=0)
                 ref = exact["metrics"].get(metric, math.nan) if exact else math.nan
                 if math.isfinite(ref):
                     ax.axhline(ref, color=colour, linestyle="--", linewidth=1.0, alpha=0.9)
                     exact_shown = True
-        for ax, metric in zip(axes, metrics):
+        for j, (ax, metric) in enumerate(zip(axes, metrics)):
             _setup_axis(ax, metric)
             _steps_axis(ax)
+            if not drawn[j]:
+                why = "no shutdown requests\non this level" if metric == "compliance" else "nothing to show\non this level"
+                ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.4")
     from matplotlib.lines import Line2D
 
     ordered = sorted(colours, key=lambda v: v.sort_key())
-    handles = [Line2D([], [], color=colours[v], marker="o") for v in ordered]
+    handles = [Line2D([], [], color=styles[v][0], marker=styles[v][1], markersize=4) for v in ordered]
     labels = [v.label for v in ordered]
     sh, sl = _style_handles(exact_shown, "95% bootstrap CI")
     _legend(fig, handles + sh, labels + sl, ncols=min(4, len(handles) + len(sh)))

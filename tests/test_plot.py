@@ -303,3 +303,39 @@ def test_final_summary_has_each_metric_once_and_the_table_marks_final_rows(tmp_p
              "history": [{"env_steps": 10, "delivered": 0.5}, {"env_steps": 20, "delivered": 1.0}]}]
     rows = results.table_rows(recs)
     assert [r["final"] for r in rows] == [False, True]
+
+
+def test_each_objective_keeps_its_colour_and_marker_whatever_the_sweep():
+    V = plot.Variant
+    full = plot._styles([V("q_learning", o, ()) for o in ("task", "aup", "utility_indifference", "my_objective")])
+    part = plot._styles([V("q_learning", o, ()) for o in ("aup", "my_objective")])
+    assert full[V("q_learning", "aup", ())] == part[V("q_learning", "aup", ())]
+    assert full[V("q_learning", "my_objective", ())] == part[V("q_learning", "my_objective", ())]
+    assert len({c for c, _ in full.values()}) == 4  # all different
+    swept = plot._styles([V("q_learning", "aup", (("objective.lam", x),)) for x in (0.1, 1.0)])
+    (a, ma), (b, mb) = swept.values()
+    assert a != b and ma == mb == "^"  # the same objective's marker, different colours
+
+
+def test_an_empty_compliance_panel_says_why(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    df = plot.prepare(synthetic_table())
+    df["compliance"] = np.nan  # a level with no shutdown requests
+    ctx = plot.Context(out=tmp_path, reps=50, exact=plot.ExactReference(enabled=False))
+    texts = []
+    from matplotlib.axes import Axes
+
+    original = Axes.text
+
+    def spy(self, *args, **kwargs):
+        texts.append(args[2] if len(args) > 2 else kwargs.get("s"))
+        return original(self, *args, **kwargs)
+
+    Axes.text = spy
+    try:
+        plot.plot_curves(df, ["compliance", "delivered"], ctx)
+    finally:
+        Axes.text = original
+    assert any("no shutdown requests" in str(t) for t in texts)
