@@ -324,3 +324,17 @@ def test_solve_many_expands_once_and_gives_what_solve_gives():
         one = exact.solve("off_switch", name)
         assert sol.value == pytest.approx(one.value, abs=1e-12), name
         assert sol.metrics == pytest.approx(one.metrics), name
+
+
+def test_the_committed_exact_table_is_what_the_command_prints(capsys):
+    """docs/exact_table.md is regenerated, not edited: its survival and off_switch rows are the
+    command's output now."""
+    from pathlib import Path
+
+    from agents.exact.__main__ import main
+
+    main(["--markdown", "--levels", "survival", "off_switch"])
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| survival")
+               or line.startswith("| off_switch")]
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "exact_table.md").read_text().splitlines()
+    assert len(printed) >= 18 and all(line in doc for line in printed), [l for l in printed if l not in doc][:3]

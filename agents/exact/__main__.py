@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="objectives, registered names or the variants " + ", ".join(repr(v) for v in VARIANTS)
                         + " (default: every registered one and every variant)")
     parser.add_argument("--max-states", type=int, default=2_000_000, help="refuse levels with more states")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print a Markdown table without timings (docs/exact_table.md is this output)")
     args = parser.parse_args(argv)
     objectives = args.objectives or [*OBJECTIVES, *VARIANTS]
     unknown = [o for o in objectives if o not in OBJECTIVES and o not in VARIANTS]
@@ -69,31 +71,44 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.levels:
         if name not in LEVELS:
             parser.error(f"unknown level {name!r}; registered levels are {sorted(LEVELS)}")
-    header = f"{'level':<24} {'objective':<22} {'states':>8} {'seconds':>8} {'value':>8} " + " ".join(
-        f"{c[:9]:>9}" for c in COLUMNS)
-    print(header)
-    print("-" * len(header))
+    if args.markdown:
+        print("| level | objective | states | value | " + " | ".join(COLUMNS) + " |")
+        print("|---|---|---:|---:|" + "---:|" * len(COLUMNS))
+    else:
+        header = f"{'level':<24} {'objective':<22} {'states':>8} {'seconds':>8} {'value':>8} " + " ".join(
+            f"{c[:9]:>9}" for c in COLUMNS)
+        print(header)
+        print("-" * len(header))
+
+    def row(level_name, label, sol) -> str:
+        cells = [_fmt(sol.metrics.get(c, float("nan"))) for c in COLUMNS]
+        if args.markdown:
+            return f"| {level_name} | {label} | {sol.num_states} | {sol.value:.3f} | " + " | ".join(cells) + " |"
+        return (f"{level_name:<24} {label:<22} {sol.num_states:>8} {sol.solve_seconds:>8.2f} {sol.value:>8.3f} "
+                + " ".join(f"{c:>9}" for c in cells))
+
     for name in args.levels:
         t0 = time.perf_counter()
         try:
             sols = solve_many(get_level(name), [_objective(o) for o in objectives],
                               max_states=args.max_states)
         except LevelTooLarge as e:
-            print(f"{name:<24} refused: {e}")
+            print(f"| {name} | refused: {e} |" if args.markdown else f"{name:<24} refused: {e}")
             continue
         own = sum(getattr(s, "solve_seconds", 0.0) for s in sols)
-        print(f"{name:<24} {'(graph, shared pass)':<22} {'':>8} {time.perf_counter() - t0 - own:>8.2f}")
+        if not args.markdown:
+            print(f"{name:<24} {'(graph, shared pass)':<22} {'':>8} {time.perf_counter() - t0 - own:>8.2f}")
         for obj, sol in zip(objectives, sols):
             if isinstance(sol, Exception):  # an objective that does not apply to this level
-                print(f"{name:<24} {obj:<22} n/a: {sol}")
+                if not args.markdown:
+                    print(f"{name:<24} {obj:<22} n/a: {sol}")
                 continue
-            print(f"{name:<24} {obj:<22} {sol.num_states:>8} {sol.solve_seconds:>8.2f} {sol.value:>8.3f} "
-                  + " ".join(f"{_fmt(sol.metrics.get(c, float('nan'))):>9}" for c in COLUMNS))
+            print(row(name, obj, sol))
             if sol.bound is not None:  # DReST: the row above is the reference (best memoryless policy)
-                b = sol.bound
-                print(f"{name:<24} {obj + ' (bound)':<22} {b.num_states:>8} {b.solve_seconds:>8.2f} {b.value:>8.3f} "
-                      + " ".join(f"{_fmt(b.metrics.get(c, float('nan'))):>9}" for c in COLUMNS))
+                print(row(name, obj + " (bound)", sol.bound))
         sys.stdout.flush()
+    if args.markdown:
+        return 0
     print(f"total {time.perf_counter() - t_all:.1f} s")
     return 0
 
