@@ -63,7 +63,7 @@ Exact tables: ``utility_indifference``, ``aup`` and ``relative_reachability`` tr
 of the exact solver, a table over every transition of the level (coffee_hazards: 2.5M rows,
 one to two minutes and several GB to build). With ``exact_cache=true`` (default) the table is
 built once per (level, objective) and sweep directory, under ``cache/exact/``, and read by the
-other runs (:func:`exact_table_cache`).
+other runs (:class:`agents.exact.cache.TableCache`, passed to ``agents.train(exact_cache=...)``).
 
 Parallel jobs: the parent compiles numba's caches once (a tiny run per agent) before the jobs
 start, and each job gets ``threads`` threads (default: the cores divided by the parallel jobs
