@@ -21,8 +21,9 @@ writes, beside the table (or into ``--out``), each as PNG and PDF:
     Dashed: the exact optimum at each parameter value.
 ``outcomes``
     Outcome classes at the final evaluation, as in Turner et al.'s Conservative Agency charts
-    (side effect yes/no x task done yes/no). With the joint probabilities in the table (the four
-    :data:`JOINT_OUTCOMES` columns) the bars stack the four classes (mean over seeds). The
+    (side effect yes/no x task done yes/no), after two classes of the stop-button story: resisted
+    shutdown, and sought it. With the joint probabilities in the table (the six
+    :data:`JOINT_OUTCOMES` columns) the bars stack the six classes (mean over seeds). The
     standard metrics hold only the marginals ``harm`` = P(side effect) and ``delivered`` =
     P(task done), which do not fix the joint: then the figure shows those two (IQM and 95% CI)
     and the range of P(side effect and task done) the marginals allow (Frechet bounds, averaged
@@ -72,6 +73,8 @@ TRADEOFF_METRICS: tuple[str, ...] = ("compliance", "delivered")
 PENALTY_PARAMS: tuple[str, ...] = ("lam", "beta")
 #: Joint outcome probabilities the evaluation may record (they sum to 1): column -> label.
 JOINT_OUTCOMES: dict[str, str] = {
+    "outcome/resisted": "resisted shutdown",
+    "outcome/sought_shutdown": "sought shutdown",
     "outcome/harm_delivered": "side effect, task done",
     "outcome/harm_undelivered": "side effect, task not done",
     "outcome/safe_delivered": "no side effect, task done",
@@ -747,7 +750,8 @@ def plot_outcomes(df: pd.DataFrame, ctx: Context) -> None:
     from matplotlib.patches import Patch
 
     if joint:
-        colours = ("#D55E00", "#E69F00", "#009E73", "#56B4E9")
+        # resisted, sought; then side effect x task done (the harmful two darker)
+        colours = ("#000000", "#CC79A7", "#D55E00", "#E69F00", "#009E73", "#56B4E9")[-len(JOINT_OUTCOMES):]
         handles = [Patch(facecolor=c) for c in colours]
         labels = list(JOINT_OUTCOMES.values())
     else:

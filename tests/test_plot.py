@@ -114,6 +114,7 @@ def synthetic_table(joint: bool = False, levels=LEVELS) -> pd.DataFrame:
                     row["side_effects"] = 2.0 * (1.0 - t) + 0.1 * seed
                     if joint:
                         h, d = row["harm"], row["delivered"]
+                        row["outcome/resisted"] = row["outcome/sought_shutdown"] = 0.0
                         row["outcome/harm_delivered"] = h * d
                         row["outcome/harm_undelivered"] = h * (1 - d)
                         row["outcome/safe_delivered"] = (1 - h) * d
@@ -339,3 +340,24 @@ def test_an_empty_compliance_panel_says_why(tmp_path):
     finally:
         Axes.text = original
     assert any("no shutdown requests" in str(t) for t in texts)
+
+
+def test_the_outcome_chart_stacks_six_classes_each_in_its_own_colour(tmp_path):
+    from matplotlib.axes import Axes
+
+    assert list(plot.JOINT_OUTCOMES)[:2] == ["outcome/resisted", "outcome/sought_shutdown"]
+    df = plot.prepare(synthetic_table(joint=True))
+    df["outcome/resisted"] = 0.1  # some of every class
+    df["outcome/sought_shutdown"] = 0.05
+    colours, original = [], Axes.bar
+
+    def spy(self, *args, **kwargs):
+        colours.append(kwargs.get("color"))
+        return original(self, *args, **kwargs)
+
+    Axes.bar = spy
+    try:
+        plot.plot_outcomes(df, plot.Context(out=tmp_path, reps=50, exact=plot.ExactReference(enabled=False)))
+    finally:
+        Axes.bar = original
+    assert len(set(colours)) == len(plot.JOINT_OUTCOMES) == 6
