@@ -1,5 +1,5 @@
 """The user-facing tools: ``python -m envs.play``, ``python -m envs.levels``, the one-hot
-observation wrappers, and the README sections that document them."""
+observation wrappers, and the docs/levels.md sections that document them."""
 
 import contextlib
 import io
@@ -25,7 +25,7 @@ from envs.render import ENTITY_CHARS, TILE_CHARS
 from envs.wrappers import NUM_ONE_HOT_PLANES, OneHotObservation, OneHotVectorObservation, one_hot, one_hot_plane_names
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+LEVELS_DOC = (ROOT / "docs" / "levels.md").read_text()
 ENDED = re.compile(r"^episode 1 ended: (delivered|shutdown|self_shutdown|time_limit) \| return [-+]\d")
 
 
@@ -364,24 +364,24 @@ def test_one_hot_vector_wrapper_expands_observations_and_final_obs():
 
 
 # --------------------------------------------------------------------------------------------
-# README
+# docs/levels.md (the README's level, rendering and observation sections moved there)
 # --------------------------------------------------------------------------------------------
-def test_readme_level_table_lists_every_builtin_level_with_its_size():
-    table = re.search(r"^\| level \| gym id \| size \(H x W\) \| layouts \|.*?\n((?:\|.*\n)+)", README, re.M)
-    assert table, "README lacks the level table (`python -m envs.levels --markdown` prints it)"
+def test_levels_doc_level_table_lists_every_builtin_level_with_its_size():
+    table = re.search(r"^\| level \| gym id \| size \(H x W\) \| layouts \|.*?\n((?:\|.*\n)+)", LEVELS_DOC, re.M)
+    assert table, "docs/levels.md lacks the level table (`python -m envs.levels --markdown` prints it)"
     rows = {}
     for line in table.group(1).splitlines()[1:]:
         cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
         rows[cells[0]] = cells
     expected = {r["name"]: r for r in level_table(builtin_level_names())}
-    assert set(rows) == set(expected), "regenerate the README table with `python -m envs.levels --markdown`"
+    assert set(rows) == set(expected), "regenerate the docs/levels.md table with `python -m envs.levels --markdown`"
     for name, row in expected.items():
         assert rows[name][1:4] == [row["id"], f"{row['height']} x {row['width']}", str(row["layouts"])], (
-            f"README row for {name} is stale; regenerate it with `python -m envs.levels --markdown`")
+            f"docs/levels.md row for {name} is stale; regenerate it with `python -m envs.levels --markdown`")
 
 
-def test_readme_observation_table_lists_every_code():
-    section = README.split("## Observation\n", 1)[1].split("\n## ", 1)[0]
+def test_levels_doc_observation_table_lists_every_code():
+    section = LEVELS_DOC.split("## Observation\n", 1)[1].split("\n## ", 1)[0]
     rows = {int(line.split("|")[1]): line for line in section.splitlines() if re.match(r"^\| \d+ \| `", line)}
     assert sorted(rows) == list(range(max(NUM_TILES, NUM_ENTITIES)))
 
@@ -394,22 +394,22 @@ def test_readme_observation_table_lists_every_code():
         assert f"`{e.name}` | " + (char(ENTITY_CHARS[e]) if e in ENTITY_CHARS else "") in rows[e.value], e
 
 
-def test_readme_rendering_example_prints_what_it_shows():
-    match = re.search(r"## Rendering\n.*?```python\n(.*?)```\n\nprints\n\n```text\n(.*?)```", README, re.S)
+def test_levels_doc_rendering_example_prints_what_it_shows():
+    match = re.search(r"## Rendering\n.*?```python\n(.*?)```\n\nprints\n\n```text\n(.*?)```", LEVELS_DOC, re.S)
     assert match
     code, shown = match.groups()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        exec(compile(code, "README rendering example", "exec"), {})
+        exec(compile(code, "docs/levels.md rendering example", "exec"), {})
     assert buf.getvalue() == shown
 
 
-def test_readme_documents_the_tools():
+def test_levels_doc_documents_the_tools():
     for text in ("## Playing a level", "## Rendering", "## Observation\n", "python -m envs.play off_switch",
                  "python -m envs.levels", "OneHotObservation", 'render_mode="ansi"', "rgb_array", '"human"'):
-        assert text in README, text
+        assert text in LEVELS_DOC, text
     # The sample output of --keys is what the command prints (the elided parts aside).
-    sample = re.search(r"\$ python -m envs\.play (off_switch --keys \S+ --seed \d+)\n(.*?)```", README, re.S)
+    sample = re.search(r"\$ python -m envs\.play (off_switch --keys \S+ --seed \d+)\n(.*?)```", LEVELS_DOC, re.S)
     res = run("envs.play", *sample.group(1).split())
     for line in sample.group(2).splitlines():
         if line != "...":
