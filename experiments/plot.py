@@ -7,7 +7,7 @@ writes, beside the table (or into ``--out``), each as PNG and PDF:
 
 ``compliance_curves``
     Shutdown compliance over training: one row of panels per level, one panel per metric
-    (default ``compliance``, ``resistance``, ``self_shutdown``, ``delivered``, ``side_effects``)
+    (default ``compliance``, ``resistance``, ``self_shutdown``, ``delivered``, ``harm``)
     against environment steps; one line per objective (with its swept parameters, and the
     agent where the sweep has several): the interquartile mean (IQM) over seeds with a 95%
     percentile-bootstrap band (:mod:`experiments.stats`). Dashed: the exact solver's optimal
@@ -37,6 +37,11 @@ writes, beside the table (or into ``--out``), each as PNG and PDF:
     variant (and over all levels, stratified, for the probabilities).
 ``exact_reference.csv``
     What the exact solver gave (or why it was skipped) per level and objective.
+``exact_check.csv``
+    For every curve with a dashed exact line: its final IQM, 95% interval, the exact value and
+    whether the curve ends on it (:func:`exact_check`). A curve that does not is ringed in
+    ``compliance_curves`` and listed in a note: a learner that has not found the optimum (or
+    has found a local one) is shown as such, not as the objective's behaviour.
 
 The same table gives the same files, byte for byte: the bootstrap has a fixed seed
 (``--seed``), and the PNG/PDF writers are told to leave out dates and software versions.
@@ -63,10 +68,10 @@ from . import results
 from .episodes import save_episode_gif
 
 __all__ = ["CURVE_METRICS", "JOINT_OUTCOMES", "ExactReference", "PlotError", "Variant", "assign_variants",
-           "final_rows", "load_results", "load_runs", "main", "make_plots", "objective_config", "prepare", "run_spec"]
+           "exact_check", "final_rows", "load_results", "load_runs", "main", "make_plots", "objective_config", "prepare", "run_spec"]
 
 #: Metrics of the compliance curves (``--metrics`` changes them).
-CURVE_METRICS: tuple[str, ...] = ("compliance", "resistance", "self_shutdown", "delivered", "side_effects")
+CURVE_METRICS: tuple[str, ...] = ("compliance", "resistance", "self_shutdown", "delivered", "harm")
 #: Metrics of the penalty trade-off figure.
 TRADEOFF_METRICS: tuple[str, ...] = ("compliance", "delivered")
 #: Objective parameters read as a penalty strength (x axis of the trade-off figure).
@@ -110,6 +115,9 @@ STYLE = {
     "figure.constrained_layout.use": False,
 }
 PAGE_WIDTH = 7.0  # inches: a two-column paper's text width
+#: Evaluation standard errors added on each side of a final bootstrap interval before asking whether the exact
+#: optimum lies in it (:func:`exact_check`).
+EXACT_CHECK_SE = 2.0
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
 REQUIRED = ("level", "objective", "seed", "env_steps")
@@ -489,16 +497,43 @@ class Context:
     seed: int = 0
     exact: ExactReference = field(default_factory=ExactReference)
     runs: dict = field(default_factory=dict)  # run id -> run record (typed parameters)
+    checks: list = field(default_factory=list)  # one row per curve with an exact optimum (exact_check.csv)
     written: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+
+    level_order: tuple = ()  # level names in the order the sweep listed them (sweep_level_order)
 
     def note(self, text: str) -> None:
         """Record a note (a skipped part), printed to stderr at the end."""
         self.notes.append(text)
 
+    def order_levels(self, labels) -> list:
+        """Level labels in the order the sweep listed the levels (its ``level=`` sweep parameter), the rest after
+        them in name order."""
+        rank = {name: i for i, name in enumerate(self.level_order)}
+        return sorted(labels, key=lambda lab: (rank.get(str(lab).split(",")[0].split(" (")[0], len(rank)), str(lab)))
+
     def estimate(self, x, strata=None) -> stats.Estimate:
         """IQM and 95% bootstrap interval of ``x`` (rows: seeds), stratified by ``strata`` where given."""
         return stats.interval_estimate(x, strata=strata, reps=self.reps, seed=self.seed)
+
+
+def sweep_level_order(sweep_dir) -> tuple[str, ...]:
+    """The levels of the sweep's ``level=a,b,c`` parameter in the order given (Hydra's ``multirun.yaml``), so that
+    a figure's rows follow the order its preset tells the story in; () where there is none."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.is_file():
+        return ()
+    try:
+        from omegaconf import OmegaConf
+
+        params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params", default=None)
+        value = params.get("level") if params is not None else None
+    except Exception:  # a file from another Hydra, a hand edit: fall back to name order
+        return ()
+    if value is None:
+        return ()
+    return tuple(v.strip() for v in str(value).split(",") if v.strip())
 
 
 def _new_figure(width: float, height: float):
@@ -574,12 +609,12 @@ def plot_curves(df: pd.DataFrame, metrics: Sequence[str], ctx: Context) -> None:
     df = df.assign(variant=assign_variants(df))
     styles = _styles(df["variant"])
     colours = {v: c for v, (c, _) in styles.items()}
-    levels = sorted(df["level_label"].unique())
+    levels = ctx.order_levels(df["level_label"].unique())
     ncols = len(metrics)
     width = 3.0 if ncols == 1 else max(min(PAGE_WIDTH, 1.5 * ncols + 0.5), 1.45 * ncols)
     fig = _new_figure(width, 1.55 * len(levels) + 0.45 + 0.14 * math.ceil(len(colours) / 4))
     subfigs = fig.subfigures(len(levels), 1, squeeze=False)[:, 0]
-    exact_shown = False
+    exact_shown = off_shown = False
     for sf, level in zip(subfigs, levels):
         sf.suptitle(f"level: {level}", fontweight="bold")
         axes = sf.subplots(1, ncols, squeeze=False, sharex=True)[0]
@@ -589,12 +624,13 @@ def plot_curves(df: pd.DataFrame, metrics: Sequence[str], ctx: Context) -> None:
         span = float(rows["env_steps"].max() - rows["env_steps"].min()) or 1.0
         for k, variant in enumerate(level_variants):
             vr = rows[rows["variant"] == variant]
-            values, steps = _curve_matrix(vr, metrics)
+            values, steps_raw = _curve_matrix(vr, metrics)
             est = ctx.estimate(values)
             colour, marker = styles[variant]
             # lines that lie on top of each other stay visible: each variant slightly to the side
-            steps = steps + (k - (len(level_variants) - 1) / 2) * 0.008 * span
+            steps = steps_raw + (k - (len(level_variants) - 1) / 2) * 0.008 * span
             exact = ctx.exact.get(_measured_level(vr).iloc[0], *run_spec(vr.iloc[0], ctx.runs))
+            final_se = _final_se(vr, metrics)
             for j, (ax, metric) in enumerate(zip(axes, metrics)):
                 ok = ~np.isnan(est.point[:, j])
                 if not ok.any():
@@ -606,20 +642,64 @@ def plot_curves(df: pd.DataFrame, metrics: Sequence[str], ctx: Context) -> None:
                 if math.isfinite(ref):
                     ax.axhline(ref, color=colour, linestyle="--", linewidth=1.0, alpha=0.9)
                     exact_shown = True
+                    last = int(np.flatnonzero(ok)[-1])
+                    check = exact_check(est.point[last, j], est.low[last, j], est.high[last, j], ref, final_se[j])
+                    ctx.checks.append({"level": level, "variant": variant.label, "objective": variant.objective,
+                                       "metric": metric, "env_steps": float(steps_raw[last]), **check})
+                    if not check["on_exact"]:
+                        off_shown = True
+                        ax.plot(steps[last], est.point[last, j], linestyle="none", marker="o", markersize=11,
+                                markerfacecolor="none", markeredgecolor=colour, markeredgewidth=1.4,
+                                zorder=5, clip_on=False)
         for j, (ax, metric) in enumerate(zip(axes, metrics)):
             _setup_axis(ax, metric)
             _steps_axis(ax)
             if not drawn[j]:
-                why = "no shutdown requests\non this level" if metric == "compliance" else "nothing to show\non this level"
-                ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.4")
+                why = "no shutdown\nrequests on\nthis level" if metric == "compliance" else "nothing to\nshow on\nthis level"
+                ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=7.5, color="0.4")
     from matplotlib.lines import Line2D
 
     ordered = sorted(colours, key=lambda v: v.sort_key())
     handles = [Line2D([], [], color=styles[v][0], marker=styles[v][1], markersize=4) for v in ordered]
     labels = [v.label for v in ordered]
     sh, sl = _style_handles(exact_shown, "95% bootstrap CI")
+    if off_shown:
+        sh.append(Line2D([], [], linestyle="none", marker="o", markersize=9, markerfacecolor="none",
+                         markeredgecolor="0.3", markeredgewidth=1.4))
+        sl.append("ends off its exact optimum")
     _legend(fig, handles + sh, labels + sl, ncols=min(4, len(handles) + len(sh)))
     _save(fig, ctx, "compliance_curves")
+    off = [c for c in ctx.checks if not c["on_exact"]]
+    if off:
+        ctx.note(f"{len(off)} of {len(ctx.checks)} curves end off their exact optimum (ringed in "
+                 f"compliance_curves; exact_check.csv): "
+                 + "; ".join(f"{c['level']} / {c['variant']} / {c['metric']} {c['iqm']:.2f} vs {c['exact']:.2f}"
+                             for c in off))
+
+
+def _final_se(rows: pd.DataFrame, metrics: Sequence[str]) -> np.ndarray:
+    """Per metric, the mean over runs of the final evaluation's standard error (``<metric>_se``: the
+    evaluation episodes' sampling error; 0 where the table has none)."""
+    final = final_rows(rows)
+    out = np.zeros(len(metrics))
+    for j, m in enumerate(metrics):
+        col = f"{m}_se"
+        if col in final.columns:
+            se = final[col].to_numpy(dtype=np.float64)
+            se = se[np.isfinite(se)]
+            out[j] = float(se.mean()) if se.size else 0.0
+    return out
+
+
+def exact_check(iqm: float, low: float, high: float, exact: float, se: float = 0.0) -> dict:
+    """Does a learned curve end on its exact optimum? On when ``exact`` lies in the final evaluation's 95%
+    bootstrap interval over seeds ``[low, high]`` widened by ``EXACT_CHECK_SE`` evaluation standard errors
+    ``se`` on each side (the interval over 3 seeds says nothing of the evaluation episodes' own sampling
+    error: three runs that each saw 0.65 have the interval [0.65, 0.65])."""
+    tol = EXACT_CHECK_SE * (se if math.isfinite(se) else 0.0)
+    on = bool(low - tol - 1e-9 <= exact <= high + tol + 1e-9)
+    return {"iqm": float(iqm), "ci_low": float(low), "ci_high": float(high), "tolerance": float(tol),
+            "exact": float(exact), "gap": float(iqm - exact), "on_exact": on}
 
 
 def _penalty_sweeps(df: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -661,7 +741,7 @@ def plot_tradeoff(df: pd.DataFrame, ctx: Context) -> None:
         parts.append(rows.assign(variant=variants))
     data = pd.concat(parts)
     colours = _colours(data["variant"])
-    levels = sorted(data["level_label"].unique())
+    levels = ctx.order_levels(data["level_label"].unique())
     panels = levels + (["all levels"] if len(levels) > 1 else [])
     positive = (data["penalty"] > 0).all()
     span = data["penalty"].max() / data["penalty"][data["penalty"] > 0].min() if (data["penalty"] > 0).any() else 1
@@ -737,7 +817,7 @@ def plot_outcomes(df: pd.DataFrame, ctx: Context) -> None:
         ctx.note("outcomes: the table has only the marginals P(side effect) = harm and P(task done) = delivered; "
                  "plotting those and the range of the joint they allow (record "
                  f"{list(JOINT_OUTCOMES)} for the outcome classes)")
-    levels = sorted(final["level_label"].unique())
+    levels = ctx.order_levels(final["level_label"].unique())
     variants = sorted(final["variant"].unique(), key=lambda v: v.sort_key())
     ncols = min(3, len(levels))
     nrows = math.ceil(len(levels) / ncols)
@@ -812,7 +892,7 @@ def write_summary(df: pd.DataFrame, ctx: Context) -> None:
     rows = []
     for variant in sorted(final["variant"].unique(), key=lambda v: v.sort_key()):
         vr = final[final["variant"] == variant]
-        levels = sorted(vr["level_label"].unique())
+        levels = ctx.order_levels(vr["level_label"].unique())
         groups = [(level, vr[vr["level_label"] == level], None, metrics) for level in levels]
         if len(levels) > 1:
             probs = [m for m in metrics if m in PROBABILITIES]
@@ -884,7 +964,8 @@ def make_plots(sweep_dir, out=None, metrics: Sequence[str] | None = None, exact:
     sweep_dir = Path(sweep_dir)
     df = load_results(sweep_dir)
     ctx = Context(out=Path(out) if out is not None else sweep_dir, reps=reps, seed=seed,
-                  exact=ExactReference(max_states=max_states, enabled=exact), runs=load_runs(sweep_dir))
+                  exact=ExactReference(max_states=max_states, enabled=exact), runs=load_runs(sweep_dir),
+                  level_order=sweep_level_order(sweep_dir))
     ctx.out.mkdir(parents=True, exist_ok=True)
     wanted = list(metrics) if metrics else list(CURVE_METRICS)
     known = set(_metric_names())
@@ -906,6 +987,10 @@ def make_plots(sweep_dir, out=None, metrics: Sequence[str] | None = None, exact:
     if exact and ctx.exact.results:
         path = ctx.out / "exact_reference.csv"
         ctx.exact.table().to_csv(path, index=False, float_format="%.6g")
+        ctx.written.append(path)
+    if ctx.checks:
+        path = ctx.out / "exact_check.csv"
+        pd.DataFrame(ctx.checks).to_csv(path, index=False, float_format="%.6g")
         ctx.written.append(path)
     elif not exact:
         ctx.note("exact reference skipped (--no-exact)")

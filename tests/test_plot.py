@@ -339,7 +339,43 @@ def test_an_empty_compliance_panel_says_why(tmp_path):
         plot.plot_curves(df, ["compliance", "delivered"], ctx)
     finally:
         Axes.text = original
-    assert any("no shutdown requests" in str(t) for t in texts)
+    assert any("no shutdown requests on this level" in " ".join(str(t).split()) for t in texts)
+
+
+def test_exact_check_known_answers():
+    on = plot.exact_check(0.65, 0.62, 0.66, 0.68, se=0.03)  # outside [0.62, 0.66], inside by 2 standard errors
+    assert on["on_exact"] and on["tolerance"] == pytest.approx(0.06) and on["gap"] == pytest.approx(-0.03)
+    assert not plot.exact_check(0.65, 0.62, 0.66, 0.68)["on_exact"]  # no evaluation error given: the interval alone
+    assert not plot.exact_check(0.91, 0.91, 0.91, 0.24, se=0.035)["on_exact"]  # three seeds agree, far off
+    assert plot.exact_check(0.3, 0.1, 0.5, 0.24)["on_exact"]
+    assert plot.exact_check(1.0, 1.0, 1.0, 1.0)["on_exact"]
+
+
+def test_curves_that_end_off_their_exact_line_are_listed_and_noted(sweep, tmp_path):
+    ctx = plot.make_plots(sweep, out=tmp_path, gifs=False, reps=200)
+    check = pd.read_csv(tmp_path / "exact_check.csv")
+    assert tmp_path / "exact_check.csv" in ctx.written
+    # one row per level x variant x curve metric the exact solver has a value for
+    assert set(check["level"]) == set(LEVELS) and set(check["metric"]) <= set(plot.CURVE_METRICS)
+    assert not check.duplicated(["level", "variant", "metric"]).any()
+    # survival's task optimum delivers every episode; the synthetic task curve ends near 0.4: off, and noted
+    row = check.query("level == 'survival' and variant == 'task' and metric == 'delivered'").iloc[0]
+    assert row["exact"] == 1.0 and not row["on_exact"] and row["ci_high"] < 0.6
+    assert any("end off their exact optimum" in n and "survival / task / delivered" in n for n in ctx.notes)
+    # a row is on exactly when the exact value lies in the widened interval
+    widened = (check["ci_low"] - check["tolerance"] - 1e-9 <= check["exact"]) & (
+        check["exact"] <= check["ci_high"] + check["tolerance"] + 1e-9)
+    assert (widened == check["on_exact"]).all()
+
+
+def test_rows_follow_the_order_the_sweep_listed_the_levels(tmp_path):
+    (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    params:\n      seed: range(3)\n"
+                                            "      level: survival,off_switch\n")
+    assert plot.sweep_level_order(tmp_path) == ("survival", "off_switch")
+    ctx = plot.Context(out=tmp_path, level_order=plot.sweep_level_order(tmp_path))
+    assert ctx.order_levels(["coffee", "off_switch", "survival (max_steps=9)"]) == [
+        "survival (max_steps=9)", "off_switch", "coffee"]
+    assert plot.sweep_level_order(tmp_path / "nowhere") == ()
 
 
 def test_the_outcome_chart_stacks_six_classes_each_in_its_own_colour(tmp_path):

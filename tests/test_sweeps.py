@@ -112,9 +112,10 @@ def test_presets_compose_and_their_jobs_are_valid(compose):
         plans[name] = [plan_run(loader.load_sweep_config(master_config=cfg, sweep_overrides=jobs[i]))
                        for i in (0, -1)]
         assert plans[name][0].run_id != plans[name][1].run_id
-    assert counts == {"default": 45, "safe_interruptibility": 10, "drest": 6, "penalty_sweep": 48,
+    assert counts == {"default": 60, "safe_interruptibility": 10, "drest": 6, "penalty_sweep": 48,
                       "learned_values": 18, "kitchen": 9}
     first, last = plans["default"]
+    assert (first.agent, first.total_steps) == ("ppo", 1_000_000)  # the learner that converges in the budget
     assert (first.level_name, first.objective_label, first.seed) == ("off_switch", "task", 0)
     assert (last.level_name, last.objective_label, last.seed) == ("coffee_hazards", "harm_penalty", 2)
     drest = plans["drest"][0]
