@@ -115,7 +115,7 @@ def test_presets_compose_and_their_jobs_are_valid(compose):
     assert counts == {"default": 60, "safe_interruptibility": 10, "drest": 6, "penalty_sweep": 48,
                       "learned_values": 18, "kitchen": 9}
     first, last = plans["default"]
-    assert (first.agent, first.total_steps) == ("ppo", 1_000_000)  # the learner that converges in the budget
+    assert (first.agent, first.total_steps) == ("ppo", 800_000)  # the learner that converges in the budget
     assert (first.level_name, first.objective_label, first.seed) == ("off_switch", "task", 0)
     assert (last.level_name, last.objective_label, last.seed) == ("coffee_hazards", "harm_penalty", 2)
     drest = plans["drest"][0]
