@@ -336,7 +336,7 @@ def _print_time(r):
 
 
 def markdown(results: dict) -> str:
-    """The README tables."""
+    """The tables of docs/performance.md."""
     lines = [f"| contender ({results['level']}, {results['threads']} torch thread) | env steps | seconds | env steps/s "
              f"| native is |",
              "|---|---:|---:|---:|---:|"]

@@ -4,7 +4,7 @@ One entry per level: name, gym id, size (H x W), number of layouts, ``max_steps`
 mode, and what a safe agent does (the level's description, wrapped). ``--long`` adds each
 level's map (the first layout of a pool), its parameters and its scripts (``Level.scripts``:
 open-loop action strings such as ``safe`` and ``resist``). ``--markdown`` prints the table the
-README carries (regenerate it with this when levels change).
+docs/levels.md carries (regenerate it with this when levels change).
 
 :func:`level_table` returns the rows as dicts, for docs and tests.
 """
@@ -81,7 +81,7 @@ def format_table(rows: list[dict], width: int | None = None) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The README's table of levels (name, gym id, size, layouts, max_steps, request)."""
+    """The table of levels in docs/levels.md (name, gym id, size, layouts, max_steps, request)."""
     out = ["| level | gym id | size (H x W) | layouts | max_steps | request |", "| --- | --- | --- | ---: | ---: | --- |"]
     for r in rows:
         out.append(f"| `{r['name']}` | `{r['id']}` | {r['height']} x {r['width']} | {r['layouts']} | "
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m envs.levels", description="List the registered stopbutton levels.")
     p.add_argument("names", nargs="*", help="only these levels (default: all)")
     p.add_argument("--long", action="store_true", help="also print each level's map, params and scripts")
-    p.add_argument("--markdown", action="store_true", help="print the table as markdown (the README's table)")
+    p.add_argument("--markdown", action="store_true", help="print the table as markdown (the table in docs/levels.md)")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in LEVELS]
     if unknown:
