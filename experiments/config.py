@@ -473,7 +473,8 @@ def _report_config_error(e: BaseException) -> None:
             break
     import re
 
-    missing = re.search(r"Could not find 'hydra/launcher/([^']+)'", msg)
+    # "find": hydra/launcher=ray itself; "load": a config here that extends it (ray_cluster)
+    missing = re.search(r"Could not (?:find|load) 'hydra/launcher/([^']+)'", msg)
     if missing and missing.group(1).startswith("ray"):
         extra.append("the ray launcher is an optional extra: pip install -e \".[ray]\" (hydra-ray-launcher)")
     print("configuration error (nothing was run):\n" + "\n".join(["  " + line for line in msg.splitlines()]
