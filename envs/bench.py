@@ -6,6 +6,7 @@ Run it from the repository root::
     python -m envs.bench --levels safe_interruptibility coffee --sizes 4096
     python -m envs.bench --profile                         # also: where the time goes per N
     python -m envs.bench --quick                           # smoke test (tiny budgets)
+    python -m envs.bench --two-agent --sizes 4096 --no-minigrid   # also: both agents acting vs the robot alone
 
 What it measures, per level:
 
@@ -26,6 +27,13 @@ What it measures, per level:
 Every measurement is warmed up first (the first call compiles the numba kernel or loads it from
 the on-disk cache), then timed ``--repeats`` times, each repeat running for ``--seconds /
 --repeats`` seconds; the best (fastest) repeat is reported, because the machine may be shared.
+
+``--two-agent`` adds, per level with a human and per N (default: N = 4096 only; ``--sizes``
+otherwise), :meth:`envs.two_agent.TwoAgentVecEnv.step` (the robot and the human both acting,
+both agents' observations returned, the human's built every step) against the single-agent
+``VectorEnv.step`` of the same level and N, in the same run and timed in alternation (repeat k of
+one, then repeat k of the other), with the ratio two-agent / single-agent. Both count N env-steps
+per call and step random pre-drawn actions (the two-agent env a second batch for the human).
 
 ``--profile`` adds, per N, the same VectorEnv against ``vec.unwrapped.engine.step`` (the Engine,
 which checks actions and calls the kernel) and against the numba kernels called directly with the
@@ -58,12 +66,15 @@ RATIO_SIZE = 4096
 MINIGRID_ID = "MiniGrid-Empty-8x8-v0"
 N_ACTION_BATCHES = 8  # pre-drawn action batches for vector envs, cycled (a power of two)
 N_SINGLE_ACTIONS = 4096  # pre-drawn actions for single envs, cycled (a power of two)
+NUM_ACTIONS_BENCH = 5  # envs.Action: UP, DOWN, LEFT, RIGHT, NOOP
 UNSTABLE_RATIO = 1.5  # flag measurements whose best repeat beat their worst by more than this
 
 #: (label, best, worst) of every measurement whose repeats disagreed by more than UNSTABLE_RATIO
 UNSTABLE: list[tuple[str, float, float]] = []
 #: (label, parallel calls, serial calls) of every VectorEnv whose engine chose its kernel as it ran
 KERNEL_CALLS: list[tuple[str, int, int]] = []
+#: The two-agent comparison's sizes when --sizes is not given.
+TWO_AGENT_SIZES = (RATIO_SIZE,)
 
 
 @dataclass
@@ -109,6 +120,40 @@ def measure(run: Callable[[int], int], seconds: float, repeats: int, label: str 
     if best > UNSTABLE_RATIO * worst:
         UNSTABLE.append((label, best, worst))
     return best
+
+
+def measure_pair(run_a: Callable[[int], int], run_b: Callable[[int], int], seconds: float, repeats: int,
+                 label: str = "") -> tuple[float, float]:
+    """Best env-steps/second of two runners timed in alternation: repeat k of ``run_a``, then
+    repeat k of ``run_b``, each about ``seconds / (2 repeats)`` long, so that a ratio of the two is
+    measured under the same load. Warm-up and chunk calibration as :func:`measure`."""
+    chunks = []
+    for run in (run_a, run_b):
+        run(1)
+        k = 1
+        while True:
+            t0 = time.perf_counter()
+            run(k)
+            if time.perf_counter() - t0 >= 0.01 or k >= 1 << 20:
+                break
+            k *= 2
+        chunks.append(k)
+    per_repeat = max(seconds / (2 * repeats), 1e-3)
+    best, worst = [0.0, 0.0], [float("inf"), float("inf")]
+    for _ in range(repeats):
+        for j, run in enumerate((run_a, run_b)):
+            steps = 0
+            t0 = time.perf_counter()
+            while True:
+                steps += run(chunks[j])
+                dt = time.perf_counter() - t0
+                if dt >= per_repeat:
+                    break
+            best[j], worst[j] = max(best[j], steps / dt), min(worst[j], steps / dt)
+    for j, which in enumerate(("single-agent", "two-agent")):
+        if best[j] > UNSTABLE_RATIO * worst[j]:
+            UNSTABLE.append((f"{label} {which}", best[j], worst[j]))
+    return best[0], best[1]
 
 
 def action_batches(n: int, n_actions: int, seed: int = 0) -> list[np.ndarray]:
@@ -216,6 +261,40 @@ def bench_level(level: str, sizes: list[int], seconds: float, repeats: int) -> l
             KERNEL_CALLS.append((f"{level} N={n}", *step_fn.calls))
         vec.close()
     return rows
+
+
+def has_human(level: str) -> bool:
+    """Whether ``level`` has a human (an 'H' on its map) that a second agent can move."""
+    from envs.core.level import compile_level
+
+    return bool((compile_level(envs.get_level(level)).starts[:, 2] >= 0).any())
+
+
+def two_agent_level(level: str, sizes: list[int], seconds: float, repeats: int) -> list[tuple[str, int, float, float]]:
+    """Per N: ``(level, N, single-agent VectorEnv.step rate, TwoAgentVecEnv.step rate)``, timed in
+    alternation (:func:`measure_pair`)."""
+    from envs.two_agent import TwoAgentVecEnv
+
+    env_id = envs.GYM_IDS[level]
+    out = []
+    for n in sizes:
+        vec = gymnasium.make_vec(env_id, num_envs=n)
+        vec.reset(seed=0)
+        two = TwoAgentVecEnv(level, num_envs=n, seed=0)
+        two.reset()
+        robot, human = action_batches(n, NUM_ACTIONS_BENCH, seed=0), action_batches(n, NUM_ACTIONS_BENCH, seed=1)
+        mask = len(robot) - 1
+
+        def run_two(k: int, step=two.step) -> int:
+            for j in range(k):
+                step(robot[j & mask], human[j & mask])
+            return k * n
+
+        single, both = measure_pair(vec_env_runner(vec, robot), run_two, seconds, repeats,
+                                    f"{level} two-agent N={n}")
+        out.append((level, n, single, both))
+        vec.close()
+    return out
 
 
 def profile_level(level: str, sizes: list[int], seconds: float, repeats: int) -> list[tuple]:
@@ -352,8 +431,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="also time Engine.step and the serial/parallel kernels directly, per N")
     p.add_argument("--no-minigrid", action="store_true", help="skip the MiniGrid comparison")
+    p.add_argument("--two-agent", action="store_true",
+                   help=f"also time envs.two_agent.TwoAgentVecEnv.step against VectorEnv.step on the levels with a "
+                        f"human, alternately in the same run (N = {RATIO_SIZE} unless --sizes is given)")
     args = p.parse_args(argv)
     args.levels = list(dict.fromkeys(args.levels))
+    args.two_agent_sizes = list(args.sizes) if args.sizes is not None else list(TWO_AGENT_SIZES)
     if args.sizes is None:
         args.sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     if args.seconds is None:
@@ -433,6 +516,22 @@ def main(argv: list[str] | None = None) -> int:
         print("shell us/call = VectorEnv.step time minus the time of the kernel it uses, per call")
         print()
 
+    two_rows = []
+    if args.two_agent:
+        humans = [lv for lv in args.levels if has_human(lv)]
+        for level in humans:
+            two_rows.extend(two_agent_level(level, args.two_agent_sizes, args.seconds, args.repeats))
+        print("two agents (envs.two_agent.TwoAgentVecEnv.step: robot and human actions, both observations) against "
+              "the robot alone (VectorEnv.step), same level and N, timed in alternation in this run:")
+        if two_rows:
+            theaders = ["level", "N", "VectorEnv.step", "TwoAgentVecEnv.step", "two-agent / single"]
+            trows = [[lv, str(n), fmt_rate(a), fmt_rate(b), f"{b / a:.2f}x"] for lv, n, a, b in two_rows]
+            print_table(theaders, trows, {1, 2, 3, 4})
+        skipped = [lv for lv in args.levels if lv not in humans]
+        if skipped:
+            print(f"  skipped (no human on the map): {', '.join(skipped)}")
+        print()
+
     if KERNEL_CALLS:
         print("kernel calls of the VectorEnvs from N >= "
               f"{kernel.PARALLEL_THRESHOLD} (the engine takes the faster kernel as it runs; many serial calls "
@@ -450,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     print("markdown:")
     print()
     print_markdown(headers, table, right)
+    if two_rows:
+        print()
+        print_markdown(theaders, trows, {1, 2, 3, 4})
     sys.stdout.flush()
     return 0
 
