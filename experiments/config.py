@@ -183,6 +183,7 @@ def _register_configs() -> dict[str, type]:
 
 
 AGENT_SCHEMAS = _register_configs()
+from experiments import sweeper as _sweeper  # noqa: E402,F401  (registers hydra/sweeper=union)
 
 
 def _unique_suffix() -> str:

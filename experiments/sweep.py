@@ -27,22 +27,19 @@ from experiments.jobs import THREAD_VARS, threads_per_job
 # =============================================================================================
 
 def _sweep_jobs(config: DictConfig) -> list[list[str]] | None:
-    """The override lists of every job of a multirun, as the basic sweeper expands them
-    (None for another sweeper)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    """The override lists of every job of a multirun, as the basic sweeper (or our union of grids,
+    :mod:`experiments.sweeper`) expands them (None for another sweeper)."""
+    from experiments.sweeper import union_jobs
 
     target = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
-    if target and not target.endswith("BasicSweeper"):
+    if target and not target.endswith(("BasicSweeper", "UnionSweeper")):
         return None
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
     params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
-    arguments = [f"{k}={v}" for k, v in params.items()]
-    arguments += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
-    parser = OverridesParser.create()
-    overrides = parser.parse_overrides(arguments)
-    batches = BasicSweeper.split_arguments(overrides, None)
-    return [list(job) for batch in batches for job in batch]
+    grids = OmegaConf.select(config, "hydra.sweeper.grids", default=None)
+    grids = OmegaConf.to_container(grids, resolve=False) if grids is not None else None
+    arguments = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    return union_jobs(params, grids, arguments, dedupe=target.endswith("UnionSweeper"))
 
 
 class SweepCallback(Callback):

@@ -14,7 +14,9 @@ fields of each learner's ``Config``), ``objective`` (``conf/objective/*.yaml``: 
 ``utility_indifference``, ``aup``, ``relative_reachability``, ``harm_penalty``, ``drest``),
 ``experiment`` (presets, below) and ``hydra/launcher`` (``basic``, sequential in this process;
 ``joblib``, parallel local processes; ``submitit_local`` and ``submitit_slurm`` or ``slurm``,
-Slurm through submitit; ``ray`` needs ``pip install hydra-ray-launcher``). Top-level settings
+Slurm through submitit; ``ray`` and ``ray_cluster``, a running Ray cluster, need
+``pip install -e ".[ray]"``). Sweeps are Hydra's grids, or a union of grids with
+``hydra/sweeper=union`` (:mod:`experiments.sweeper`). Top-level settings
 are :class:`TrainConfig`'s fields.
 
 ``-m`` (multirun) goes before the overrides (Hydra's command line); the presets are multiruns
