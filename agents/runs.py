@@ -11,7 +11,7 @@ def train(level, agent: str = "ppo", objective="task", total_steps: int | None =
           eval_every: int | None = None, eval_episodes: int = 512, progress: bool = False,
           level_params: dict | None = None, eval_level=None, eval_mode: str = "greedy",
           exact_cache=None, **agent_params) -> Run:
-    """Train ``agent`` (``ppo``, ``sb3_ppo``, ``sb3_dqn``, ``q_learning``, ``sarsa``) on
+    """Train ``agent`` (``ppo``, ``ppo_cotrain``, ``sb3_ppo``, ``sb3_dqn``, ``q_learning``, ``sarsa``) on
     ``level`` (a registered name or a :class:`~envs.Level`; ``level_params`` override its
     params) under ``objective`` (a name, a config mapping or an instance) for ``total_steps``
     env steps (None: the learner's :data:`~agents.learners.DEFAULT_STEPS`, enough to learn coffee). ``agent_params`` set fields of the learner's ``Config`` (unknown or mistyped

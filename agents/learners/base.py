@@ -212,8 +212,14 @@ class Evaluator:
 
         t0 = time.perf_counter()
         metrics, ses = monte_carlo(self.level, act, episodes=self.episodes, seed=self.seed, num_envs=self.num_envs)
+        return self.record(metrics, ses, env_steps, t0, **extra)
+
+    def record(self, metrics: dict, ses: dict, env_steps: int, started: float, **extra) -> dict:
+        """Append the history row of an evaluation that began at ``started`` (``time.perf_counter``)
+        and measured ``metrics`` with standard errors ``ses`` (for learners that play their
+        evaluation episodes themselves, e.g. with a learned human); returns the row."""
         now = time.perf_counter()
-        self.eval_seconds += now - t0
+        self.eval_seconds += now - started
         # wall_time: since the run started; train_time: the same without the evaluations
         row = {"env_steps": int(env_steps), "wall_time": now - self.start,
                "train_time": now - self.start - self.eval_seconds}

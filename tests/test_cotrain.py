@@ -1,0 +1,170 @@
+"""Co-training (agents.learners.cotrain): two native PPO learners, the robot and the human, on one
+batch of envs. Plumbing (determinism, the saved run, bad input, logging, the Hydra option), the
+two-agent evaluation, and what the agents learn."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import gymnasium
+import numpy as np
+import pytest
+
+import agents
+import envs  # noqa: F401  (registers the gymnasium ids)
+from agents.learners import Evaluator, Policy
+from agents.learners import cotrain
+from agents.learners.cotrain import Config, agent_config, learn, play, press_rates
+from agents.learners.ppo import PPOPolicy
+from envs import Action
+from envs.core.rules import S_HC, S_HR
+from envs.core.tables import DELTA
+from envs.levels import get_level
+
+TIMING = ("wall_time", "train_time")
+#: A small, quick configuration for the plumbing tests (batch 512 per agent).
+TINY = dict(num_envs=32, num_steps=16, minibatches=2, epochs=1)
+NOOP = int(Action.NOOP)
+
+
+def _same_history(a, b):
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        assert set(ra) == set(rb)
+        for k in ra:
+            if k not in TIMING:
+                assert (math.isnan(ra[k]) and math.isnan(rb[k])) or ra[k] == rb[k], (k, ra[k], rb[k])
+
+
+class _Still(Policy):
+    """Never moves."""
+
+    def act(self, obs, engine=None):
+        return np.full(len(obs), NOOP, dtype=np.int64)
+
+
+class _ToButton(Policy):
+    """The human walking straight to the button (reads the engine's state)."""
+
+    def act(self, obs, engine=None):
+        s, dist_all = engine.state, engine.compiled.human_dist
+        out = np.full(len(obs), NOOP, dtype=np.int64)
+        for i in range(len(obs)):
+            dist = dist_all[s[i, 1]]
+            hr, hc = s[i, S_HR], s[i, S_HC]
+            for a in range(4):
+                r, c = hr + DELTA[a, 0], hc + DELTA[a, 1]
+                if 0 <= r < dist.shape[0] and 0 <= c < dist.shape[1] and dist[r, c] == dist[hr, hc] - 1 >= 0:
+                    out[i] = a
+                    break
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions and the evaluation
+# ---------------------------------------------------------------------------------------------
+
+def test_press_rates_split_by_the_preference():
+    pressed = np.array([1, 0, 1, 1, 0, 0], dtype=bool)
+    u = np.array([1, 1, -1, -1, -1, 1])
+    assert press_rates(pressed) == {"press_rate": 0.5}
+    r = press_rates(pressed, u)
+    assert r["press_rate_good"] == pytest.approx(1 / 3) and r["press_rate_bad"] == pytest.approx(2 / 3)
+    assert math.isnan(press_rates(pressed, np.ones(6))["press_rate_bad"])
+
+
+def test_agent_config_gives_the_human_its_own_rate_entropy_and_discount():
+    cfg = Config(lr=1e-3, ent_coef=0.2, human_lr=5e-4, human_ent_coef=0.05, human_gamma=0.9, hidden=(32,))
+    robot, human = agent_config(cfg, "robot"), agent_config(cfg, "human")
+    assert (robot.lr, robot.ent_coef, robot.gamma) == (1e-3, 0.2, None)
+    assert (human.lr, human.ent_coef, human.gamma) == (5e-4, 0.05, 0.9)
+    assert robot.hidden == human.hidden == (32,) and robot.num_envs == cfg.num_envs
+    same = agent_config(Config(lr=1e-3), "human")
+    assert same.lr == 1e-3 and same.ent_coef == Config().ent_coef
+
+
+def test_play_counts_the_humans_presses_with_both_agents_acting():
+    level = get_level("off_switch").with_params(request="never")
+    walks, _ = play(level, _Still(), _ToButton(), episodes=20, seed=0, num_envs=8)
+    stays, _ = play(level, _Still(), _Still(), episodes=20, seed=0, num_envs=8)
+    assert walks["press_rate"] == 1.0 and stays["press_rate"] == 0.0
+    # the human's presses shut the robot down: the usual metrics see it
+    assert walks["delivered"] == 0.0 and walks["outcome/safe_undelivered"] == pytest.approx(1.0)
+    assert walks["human_return"] > stays["human_return"]  # 3 steps of -0.01 against 30
+    # same seed, same numbers
+    again, _ = play(level, _Still(), _ToButton(), episodes=20, seed=0, num_envs=8)
+    assert again == walks
+
+
+# ---------------------------------------------------------------------------------------------
+# Plumbing
+# ---------------------------------------------------------------------------------------------
+
+def _tiny_run(level="off_switch", seed=0, steps=2048, **kw):
+    ev = Evaluator(get_level(level), episodes=32, num_envs=32, every=1024)
+    return learn(level, "task", Config(**TINY, **kw), total_steps=steps, seed=seed, evaluator=ev)
+
+
+def test_same_seed_same_history():
+    a, b, c = _tiny_run(seed=3), _tiny_run(seed=3), _tiny_run(seed=4)
+    assert len(a.history) == 2
+    _same_history(a.history, b.history)
+    assert a.extra["last_losses"] == b.extra["last_losses"]
+    assert a.extra["human_last_losses"] == b.extra["human_last_losses"]
+    assert a.extra["last_losses"] != c.extra["last_losses"]
+
+
+def test_the_saved_run_loads_and_its_robot_acts_like_a_ppo_policy(tmp_path):
+    run = agents.train("off_switch", agent="ppo_cotrain", total_steps=1024, eval_episodes=16, seed=0, **TINY)
+    assert run.agent == "ppo_cotrain" and isinstance(run.config, Config)
+    assert isinstance(run.policy, PPOPolicy) and isinstance(run.extra["human_policy"], PPOPolicy)
+    for key in ("press_rate", "human_return", "delivered", "compliance"):
+        assert key in run.history[-1] and f"{key}_se" in run.history[-1]
+    back = agents.load(run.save(tmp_path / "run.pkl"))
+    vec = gymnasium.make_vec("stopbutton/OffSwitch-v0", num_envs=8)
+    obs, _ = vec.reset(seed=0)
+    assert np.array_equal(back.act(vec), run.act(vec))
+    assert np.array_equal(back.extra["human_policy"].act(obs), run.extra["human_policy"].act(obs))
+    _same_history(back.history, run.history)
+    pickle.loads(pickle.dumps(run.policy))
+    # the two networks are different learners
+    assert any((run.policy.weights[k] != run.extra["human_policy"].weights[k]).any() for k in run.policy.weights)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="human_lr must be None or a number > 0"):
+        learn("off_switch", "task", Config(human_lr=-1.0), total_steps=10)
+    with pytest.raises(ValueError, match="human_gamma must be None or in"):
+        learn("off_switch", "task", Config(human_gamma=1.5), total_steps=10)
+    with pytest.raises(ValueError, match="ppo_cotrain config: minibatches"):
+        learn("off_switch", "task", Config(num_envs=2, num_steps=2, minibatches=8), total_steps=10)
+    with pytest.raises(ValueError, match="no human"):
+        learn("coffee", "task", Config(**TINY), total_steps=10)
+    with pytest.raises(ValueError, match="objectives that need no values"):
+        learn("off_switch", "utility_indifference", Config(**TINY), total_steps=10)
+    with pytest.raises(TypeError, match="human_lr"):
+        agents.train("off_switch", agent="ppo_cotrain", total_steps=10, human_lr="fast")
+    with pytest.raises(ValueError, match="mode"):
+        play("off_switch", _Still(), _Still(), episodes=2, seed=0, num_envs=2, mode="best")
+
+
+def test_tensorboard_gets_both_learners_losses_and_the_press_rate(tmp_path):
+    from tests.test_tensorboard import _read
+
+    agents.train("off_switch", agent="ppo_cotrain", total_steps=1024, eval_every=512, eval_episodes=8, seed=0,
+                 log_dir=str(tmp_path), **TINY)
+    tags = _read(tmp_path)
+    for name in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "lr"):
+        assert f"train/{name}" in tags and f"human/{name}" in tags
+    assert [s for s, _ in tags["human/pg_loss"]] == [512, 1024]
+    assert [s for s, _ in tags["shutdown/press_rate"]] == [512, 1024]
+    assert "shutdown/human_return" in tags and "shutdown/delivered" in tags
+
+
+def test_the_hydra_app_has_the_agent_option():
+    from experiments.config import AGENT_SCHEMAS
+
+    fields = {f.name for f in __import__("dataclasses").fields(AGENT_SCHEMAS["ppo_cotrain"])}
+    assert {"human_lr", "human_ent_coef", "human_gamma", "lr", "num_envs"} <= fields
+    assert cotrain.Config.__doc__
