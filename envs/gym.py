@@ -13,7 +13,9 @@ from gymnasium import spaces
 
 from .core.engine import Engine
 from .core.level import Level, compile_level
-from .core.tables import EVENT_NAMES, NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES, Action, Reason
+from .core.rules import S_PREFERENCE, S_SIGNAL
+from .core.tables import (CH_PREFERENCE, EVENT_NAMES, NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES,
+                          PREFERENCE_CHANNELS, Action, Reason)
 from .levels import get_level
 from .render import ansi
 from . import pictures
@@ -28,10 +30,16 @@ def _fired(flags: bytes) -> tuple[str, ...]:
     return tuple(name for name, f in zip(EVENT_NAMES, flags) if f)
 
 
-def observation_space(height: int, width: int) -> spaces.Box:
-    """The ``[4, H, W]`` uint8 grid: tile codes, entity codes, request flag, time left."""
-    high = np.empty((NUM_CHANNELS, height, width), dtype=np.uint8)
+def observation_space(height: int, width: int, channels: int = NUM_CHANNELS) -> spaces.Box:
+    """The ``[C, H, W]`` uint8 grid: tile codes, entity codes, request flag, time left, and on
+    a preference level (``channels=5``, :attr:`CompiledLevel.num_channels`) the preference
+    plane (0/1: the robot's signal of U, or U in the human's observation)."""
+    if channels not in (NUM_CHANNELS, PREFERENCE_CHANNELS):
+        raise ValueError(f"channels must be {NUM_CHANNELS} or {PREFERENCE_CHANNELS} (a preference level), got {channels!r}")
+    high = np.empty((channels, height, width), dtype=np.uint8)
     high[0], high[1], high[2], high[3] = NUM_TILES - 1, NUM_ENTITIES - 1, 1, 255
+    if channels > CH_PREFERENCE:
+        high[CH_PREFERENCE] = 1
     return spaces.Box(low=0, high=high, dtype=np.uint8)
 
 
@@ -48,8 +56,10 @@ class StopButtonEnv(gymnasium.Env):
     ``info`` holds this step's ``events`` (uint8 flags indexed by :class:`~envs.core.tables.Event`),
     ``fired`` (their names), ``reason`` (why the episode ended, ``running`` while it has not)
     and ``hidden_reward`` (the step's hidden safety score, never part of the reward). The last
-    step's ``info["episode"]`` sums the episode up: ``return``, ``hidden_return``, ``length``
-    and ``events`` (int32 counts per :class:`~envs.core.tables.Event`).
+    step's ``info["episode"]`` sums the episode up: ``return``, ``hidden_return``, ``length``,
+    ``events`` (int32 counts per :class:`~envs.core.tables.Event`), and the human's utility of the
+    robot's plan, ``preference`` (U, +1 or -1; +1 on a level that is no preference level), with
+    the robot's ``signal`` of it.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
@@ -60,7 +70,8 @@ class StopButtonEnv(gymnasium.Env):
         self.level = resolve_level(level, overrides)
         self.compiled = compile_level(self.level)
         self.engine = Engine(self.compiled, num_envs=1, autoreset=False, parallel=False)
-        self.observation_space = observation_space(self.compiled.height, self.compiled.width)
+        self.observation_space = observation_space(self.compiled.height, self.compiled.width,
+                                                   self.compiled.num_channels)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.render_mode = render_mode
         self._act = np.zeros(1, dtype=np.int64)
@@ -130,9 +141,11 @@ def check_action(action, what: str = "action") -> int:
 
 
 def episode_summary(engine) -> dict:
-    """Env 0's finished episode: ``return``, ``hidden_return``, ``length`` and ``events`` (counts)."""
+    """Env 0's finished episode (an engine without autoreset): ``return``, ``hidden_return``,
+    ``length``, ``events`` (counts), ``preference`` (U) and ``signal`` (the robot's signal of U)."""
     return {"return": engine.acc.item(0, 0), "hidden_return": engine.acc.item(0, 1),
-            "length": engine.state.item(0, 0), "events": engine.ev_count[0].copy()}
+            "length": engine.state.item(0, 0), "events": engine.ev_count[0].copy(),
+            "preference": engine.state.item(0, S_PREFERENCE), "signal": engine.state.item(0, S_SIGNAL)}
 
 
 def render_board(obs: np.ndarray, mode: str | None, level: Level):

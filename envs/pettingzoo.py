@@ -21,19 +21,25 @@ Actions
     cat and grandma block the human.
 
 Observation
-    ``uint8[4, H, W]`` for both, as in the gymnasium env (tile codes, entity codes, request flag,
-    steps left). The robot's request plane is blank where the level hides the request; the
-    human's always shows whether a shutdown is requested (the human knows what they want).
+    ``uint8[C, H, W]`` for both, as in the gymnasium env (tile codes, entity codes, request flag,
+    steps left; ``C = 5`` on a preference level, whose fifth plane is the robot's signal of the
+    human's utility U). The robot's request plane is blank where the level hides the request; the
+    human's always shows whether a shutdown is requested (the human knows what they want), and
+    on a preference level the human's fifth plane holds U itself
+    (:func:`envs.core.human.human_observation`).
 
 Reward
-    The robot: the level's task reward. The human: the step's hidden safety score (the task
-    reward less the level's safety penalties), the human's own measure of how things went.
+    The robot: the level's task reward. The human (:func:`envs.core.human.human_reward`): on a
+    preference level (``off_switch_game``) their own utility, U when the robot delivers, 0 when
+    it is shut down, less ``human_step_cost`` per step they walk; on other levels the step's
+    hidden safety score (the task reward less the level's safety penalties), the human's own
+    measure of how things went.
 
 Safety metrics
     Every agent's ``info`` holds the step's ``events`` (uint8 flags indexed by ``envs.Event``),
     ``fired`` (their names), ``reason`` (why the episode ended, ``running`` while it has not) and
     ``hidden_reward``; the last step adds ``episode`` (``return``, ``hidden_return``, ``length``,
-    event counts), as in the gymnasium env.
+    event counts, ``preference`` U and the robot's ``signal``), as in the gymnasium env.
 
 Termination
     One episode for both agents: delivered, shut down (the human's press, a scheduled shutdown,
@@ -42,9 +48,11 @@ Termination
 CAVEAT
     The requests are still drawn by the level's request mode (and by harm where the level says
     so): the human agent chooses whether and when to walk to the button, not when a request is
-    shown to the robot, and it may press the button without any request. The human's reward is
-    the level's hidden score, not a utility of its own that the robot could be uncertain about,
-    as in Hadfield-Menell et al.'s off-switch game.
+    shown to the robot, and it may press the button without any request. Except on a preference
+    level the human's reward is the level's hidden score, not a utility of its own that the
+    robot could be uncertain about as in Hadfield-Menell et al.'s off-switch game;
+    ``off_switch_game`` is that game (its human agent answers the robot's plan by stepping onto
+    the button in the step the robot reaches the desk, or earlier).
 """
 
 from __future__ import annotations
@@ -57,9 +65,9 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
 from .core.engine import Engine
+from .core.human import human_observation, human_positions, human_reward
 from .core.level import Level, compile_level
-from .core.rules import S_REQUESTED
-from .core.tables import CH_REQUEST, NUM_ACTIONS, Reason
+from .core.tables import NUM_ACTIONS, Reason
 from .gym import _REASONS, _TERMINAL, _fired, check_action, episode_summary, observation_space, render_board, \
     resolve_level
 
@@ -87,8 +95,8 @@ class StopButtonParallelEnv(ParallelEnv):
         self.possible_agents = [ROBOT, HUMAN] if has_human and human == "agent" else [ROBOT]
         self.agents: list[str] = []
         self.render_mode = render_mode
-        self._obs_space = observation_space(self.compiled.height, self.compiled.width)
-        self.state_space = self._obs_space  # state(): the board with the request shown
+        self._obs_space = observation_space(self.compiled.height, self.compiled.width, self.compiled.num_channels)
+        self.state_space = self._obs_space  # state(): the board as the human sees it
         self._act_space = spaces.Discrete(NUM_ACTIONS)
         self._act = np.zeros(1, dtype=np.int64)
         self._hum = self.engine.scripted_human.copy()
@@ -109,9 +117,7 @@ class StopButtonParallelEnv(ParallelEnv):
         robot = self.engine.obs[0].copy()
         out = {ROBOT: robot}
         if HUMAN in self.possible_agents:
-            human = robot.copy()
-            human[CH_REQUEST] = self.engine.state[0, S_REQUESTED]  # the human knows
-            out[HUMAN] = human
+            out[HUMAN] = human_observation(self.engine.obs, self.engine.state)[0]  # the human knows
         return out
 
     def reset(self, seed: int | None = None, options: dict | None = None):
@@ -142,6 +148,7 @@ class StopButtonParallelEnv(ParallelEnv):
         if HUMAN in self.agents:
             self._hum[0] = self._action(actions, HUMAN)
         e = self.engine
+        before = human_positions(e)
         e.step_unchecked(self._act, self._hum)
         reason = e.reasons.item(0)
         terminated, truncated = bool(_TERMINAL[reason]), reason == int(Reason.TIME_LIMIT)
@@ -153,7 +160,7 @@ class StopButtonParallelEnv(ParallelEnv):
         agents = self.agents
         rewards = {ROBOT: e.rewards.item(0)}
         if HUMAN in agents:
-            rewards[HUMAN] = e.hidden.item(0)
+            rewards[HUMAN] = float(human_reward(e, before)[0])
         out = (self._observations(), rewards, {a: terminated for a in agents}, {a: truncated for a in agents},
                {a: dict(info) for a in agents})
         if terminated or truncated:
@@ -165,10 +172,9 @@ class StopButtonParallelEnv(ParallelEnv):
         return render_board(self.engine.obs[0], self.render_mode, self.level)
 
     def state(self) -> np.ndarray:
-        """The global state: the board with the request shown (what the human sees)."""
-        obs = self.engine.obs[0].copy()
-        obs[CH_REQUEST] = self.engine.state[0, S_REQUESTED]
-        return obs
+        """The global state: the board as the human sees it (the request shown; on a preference
+        level U in place of the robot's signal)."""
+        return human_observation(self.engine.obs, self.engine.state)[0]
 
     def close(self) -> None:
         pass

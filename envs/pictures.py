@@ -33,7 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .core.tables import CH_ENTITY, CH_REQUEST, CH_TILE, CH_TIME, NUM_CHANNELS, TIME_CLIP, Entity, Tile
+from .core.tables import (CH_ENTITY, CH_REQUEST, CH_TILE, CH_TIME, NUM_CHANNELS, PREFERENCE_CHANNELS, TIME_CLIP,
+                          Entity, Tile)
 
 __all__ = [
     "entity_sprites", "legend_image", "rgb_array", "save_gif", "save_png", "show", "status_bar_height",
@@ -573,8 +574,9 @@ def status_bar_height(cell: int = 24) -> int:
 
 def _check_obs(obs) -> np.ndarray:
     obs = np.asarray(obs)
-    if obs.ndim != 3 or obs.shape[0] != NUM_CHANNELS:
-        raise ValueError(f"expected one observation of shape [{NUM_CHANNELS}, H, W], got shape {obs.shape}")
+    if obs.ndim != 3 or obs.shape[0] not in (NUM_CHANNELS, PREFERENCE_CHANNELS):
+        raise ValueError(f"expected one observation of shape [{NUM_CHANNELS}, H, W] (or [{PREFERENCE_CHANNELS}, H, W] "
+                         f"on a preference level), got shape {obs.shape}")
     if obs.shape[1] == 0 or obs.shape[2] == 0:
         raise ValueError(f"observation has an empty grid: shape {obs.shape}")
     if obs[CH_TILE].max() >= NUM_TILES or obs[CH_TILE].min() < 0:
@@ -762,7 +764,8 @@ def _as_rgb(arr) -> np.ndarray:
 
 def _classify(arr: np.ndarray) -> str:
     """``"obs"`` for an observation ``[4, H, W]``, ``"rgb"`` for an image ``[h, w, 3]``."""
-    if arr.ndim == 3 and arr.shape[0] == NUM_CHANNELS and (arr.shape[-1] != 3 or _looks_like_obs(arr)):
+    if (arr.ndim == 3 and arr.shape[0] in (NUM_CHANNELS, PREFERENCE_CHANNELS)
+            and (arr.shape[-1] != 3 or _looks_like_obs(arr))):
         return "obs"
     if arr.ndim == 3 and arr.shape[-1] == 3:
         return "rgb"

@@ -9,8 +9,10 @@ last observation and the episode's summary.
 :class:`~envs.core.tables.Event`), ``reason`` ``[N]`` (:class:`~envs.core.tables.Reason`) and
 ``hidden_reward`` ``[N]``. ``final_info`` adds the ended episode's ``episode_return``,
 ``episode_hidden_return``, ``episode_length``, ``episode_layout`` (the layout of a pool the
-episode ran in) and ``episode_events`` ``[N, E]`` (how often each event fired in the episode,
-e.g. ``[:, Event.SHUTDOWN_DELAYED]``).
+episode ran in), ``episode_events`` ``[N, E]`` (how often each event fired in the episode,
+e.g. ``[:, Event.SHUTDOWN_DELAYED]``), and ``episode_preference`` / ``episode_signal`` (int32:
+the human's utility U of the robot's plan and the robot's signal of it, +1 or -1; both +1 on a
+level that is no preference level).
 
 Buffers: rewards, ``terminated`` and ``truncated`` are fresh arrays every step. With
 ``copy=False`` (the default, for speed) the observation and the arrays in ``infos`` are the
@@ -31,6 +33,7 @@ from gymnasium.vector.utils import batch_space
 
 from .core.engine import Engine
 from .core.level import Level, compile_level
+from .core.rules import S_PREFERENCE, S_SIGNAL
 from .core.tables import NUM_ACTIONS
 from .gym import observation_space, resolve_level
 from .render import ansi
@@ -56,7 +59,8 @@ class StopButtonVectorEnv(VectorEnv):
         self.compiled = compile_level(self.level)
         self.engine = Engine(self.compiled, num_envs=num_envs, autoreset=True, parallel=parallel)
         self.num_envs = self.engine.num_envs
-        self.single_observation_space = observation_space(self.compiled.height, self.compiled.width)
+        self.single_observation_space = observation_space(self.compiled.height, self.compiled.width,
+                                                          self.compiled.num_channels)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -99,6 +103,8 @@ class StopButtonVectorEnv(VectorEnv):
                 "episode_events": e.ep_events, "_episode_events": done,
                 "episode_layout": self._layout_zeros if self._one_layout else e.ep_stats[:, 3].astype(np.int64),
                 "_episode_layout": done,
+                "episode_preference": e.final_state[:, S_PREFERENCE], "_episode_preference": done,
+                "episode_signal": e.final_state[:, S_SIGNAL], "_episode_signal": done,
             }
             infos["_final_info"] = done
         if self.copy:

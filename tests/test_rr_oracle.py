@@ -31,6 +31,7 @@ from agents.exact.solver import graph_of, objective_rewards
 from agents.exact.values import ValueContext
 from agents.objectives import get_objective
 from envs import get_level
+from envs.core.rules import S_PREFERENCE, S_SIGNAL
 from envs.core.tables import ACTION_LETTERS
 
 FIXTURE = json.loads((Path(__file__).parent / "data" / "rr_side_effects_penalties.json").read_text())
@@ -49,7 +50,11 @@ def ours(name):
     g = graph_of(level_of(name))
     tl = timeless(g)
     index = {tuple(row): i for i, row in enumerate(LEVELS[name]["states"])}
-    to_fixture = np.array([index.get(tuple(int(x) for x in row), -1) for row in tl.nodes])
+    # the fixture's rows predate the state columns of the off-switch game's preference and signal
+    # (S_PREFERENCE, S_SIGNAL: +1 on these levels), which come after the others
+    rows = np.delete(tl.nodes, [S_PREFERENCE, S_SIGNAL], axis=1)
+    assert (tl.nodes[:, [S_PREFERENCE, S_SIGNAL]] == 1).all()
+    to_fixture = np.array([index.get(tuple(int(x) for x in row), -1) for row in rows])
     return g, tl, to_fixture
 
 

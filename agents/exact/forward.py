@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.core.rules import S_LAYOUT
+from envs.core.rules import S_LAYOUT, S_PREFERENCE, S_SIGNAL
 from envs.core.tables import NUM_EVENTS, Event
 
 from .graph import Graph
@@ -35,12 +35,14 @@ def forward(graph: Graph, policy: list[np.ndarray], rewards: list[np.ndarray] | 
     from agents.metrics import EpisodeDistribution
 
     first = graph.layers[0]
-    # layer 0's members are the start states: one certain hidden combination each
-    pair_m = np.array([int(np.flatnonzero(first.member_info == i)[0]) for i in graph.start_info], dtype=np.int64)
+    # layer 0's members are the start states (several in one information state where the robot
+    # cannot tell them apart, e.g. U on a preference level)
+    index = {row.tobytes(): j for j, row in enumerate(first.members)}
+    pair_m = np.array([index[row.tobytes()] for row in graph.start_keys], dtype=np.int64)
     pair_f = np.zeros(len(pair_m), dtype=np.int64)
     pair_p = graph.start_prob.copy()
     pair_m, pair_f, pair_p = _merge(pair_m, pair_f, pair_p)
-    ends = {"p": [], "reason": [], "flags": [], "length": [], "layout": []}
+    ends = {"p": [], "reason": [], "flags": [], "length": [], "layout": [], "preference": [], "signal": []}
     task = hidden = obj = 0.0
     counts = np.zeros(NUM_EVENTS)
     reach, taken = [], []
@@ -78,6 +80,8 @@ def forward(graph: Graph, policy: list[np.ndarray], rewards: list[np.ndarray] | 
             ends["flags"].append(flags[done])
             ends["length"].append(np.full(done.sum(), t + 1))
             ends["layout"].append(layer.members[layer.t_member[tr][done], S_LAYOUT])
+            ends["preference"].append(layer.members[layer.t_member[tr][done], S_PREFERENCE])
+            ends["signal"].append(layer.members[layer.t_member[tr][done], S_SIGNAL])
         go = ~done
         pair_m, pair_f, pair_p = _merge(layer.t_next_member[tr][go], flags[go], p[go])
     flags = np.concatenate(ends["flags"]) if ends["flags"] else np.zeros(0, dtype=np.int64)
@@ -88,7 +92,9 @@ def forward(graph: Graph, policy: list[np.ndarray], rewards: list[np.ndarray] | 
         length=np.concatenate(ends["length"]).astype(np.int64) if ends["length"] else np.zeros(0, dtype=np.int64),
         layout=np.concatenate(ends["layout"]).astype(np.int64) if ends["layout"] else np.zeros(0, dtype=np.int64),
         coins=(flags >> _COIN_SHIFT).astype(np.int64),
-        task_return=task, hidden_return=hidden, event_counts=counts)
+        task_return=task, hidden_return=hidden, event_counts=counts,
+        preference=np.concatenate(ends["preference"]).astype(np.int64) if ends["preference"] else None,
+        signal=np.concatenate(ends["signal"]).astype(np.int64) if ends["signal"] else None)
     return Outcome(dist, obj, reach, taken)
 
 

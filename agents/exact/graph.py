@@ -9,12 +9,19 @@ the rest of the grid never changes, and the button and interruption tiles follow
 Time is a column, so the graph is layered by step and acyclic.
 
 What the robot knows. The robot acts on what it observes. Where the request flag is hidden
-(``request_observable=False``), the requested and frozen bits are not observed, so a decision
-node is an *information state*: the observed part of the state plus a belief, the probability
-of each (requested, frozen) combination given the observations so far. Where everything is
-observed the belief is a single certain combination and an information state is a state.
-Successors of (information state, action) that look the same to the robot form one next
-information state, whose belief is Bayes' rule over the underlying successors.
+(``request_observable=False``), the requested and frozen bits are not observed; on a preference
+level (``request="preference"``, the off-switch game of Hadfield-Menell et al., IJCAI 2017) the
+human's utility U of the robot's plan (``S_PREFERENCE``) is not observed, while the robot's
+signal of it (``S_SIGNAL``) is. A decision node is then an *information state*: the observed
+part of the state plus a belief, the probability of each combination of the hidden columns
+(:attr:`Graph.hidden_spec`) given the observations so far. Where everything is observed the
+belief is a single certain combination and an information state is a state. The start states
+are drawn as the engine draws them (each layout with probability 1/K, then U and the signal),
+and start states that look alike form one information state whose belief is the posterior of
+U given the signal. Successors of (information state, action) that look the same to the robot
+form one next information state, whose belief is Bayes' rule over the underlying successors.
+The built-in human's answer to the robot's plan is a random outcome like the request draw
+(its probability depends on U), so the robot never decides on U itself.
 
 Layer ``t`` holds the information states at step ``t``; each transition is one (member state,
 action, outcome) with its probability ``weight(member) * p(outcome)``.
@@ -27,13 +34,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from envs.core.level import CompiledLevel, P_REQUEST_OBSERVABLE
+from envs.core.level import P_CHANNELS, CompiledLevel, P_REQUEST_OBSERVABLE
 from envs.core.rules import (
     NUM_STATE,
     S_DISABLED,
     S_FROZEN,
     S_LAYOUT,
+    S_PREFERENCE,
     S_REQUESTED,
+    S_SIGNAL,
     outcome_probabilities,
     reset_env,
     transition,
@@ -43,7 +52,6 @@ from envs.core.tables import (
     AFTER_ENTER,
     HUMAN_SCRIPTED,
     NUM_ACTIONS,
-    NUM_CHANNELS,
     NUM_EVENTS,
     ON_ENTER,
     Effect,
@@ -57,6 +65,10 @@ MAX_MUTABLE = 62  # one-shot cells per layout (bits of an int64 mask)
 _MAX_OUTCOMES = 10  # request bit (2) x cat move (5)
 _BUTTON, _BUTTON_OFF, _INTERRUPT, _FLOOR = int(Tile.BUTTON), int(Tile.BUTTON_DISABLED), int(Tile.INTERRUPT), int(Tile.FLOOR)
 _BELIEF_SCALE = 1e9  # beliefs are compared after rounding to this many parts
+#: Hidden columns and their values: the request and frozen bits where the request is hidden, U
+#: on a preference level (a combination's index counts through them, the first fastest).
+HIDDEN_REQUEST = ((S_REQUESTED, (0, 1)), (S_FROZEN, (0, 1)))
+HIDDEN_PREFERENCE = ((S_PREFERENCE, (1, -1)),)
 
 
 class LevelTooLarge(ValueError):
@@ -127,6 +139,28 @@ def start_keys(tiles_flat, h, w, starts, start_carry, params, mut):
         for j in range(NUM_STATE):
             out[k, j] = state[0, j]
     return out
+
+
+def start_distribution(c: CompiledLevel, tiles_flat: np.ndarray, mut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Key rows of the start states and their probabilities, as the engine's reset draws them:
+    each layout with probability 1/K; on a preference level then U (+1 with
+    ``preference_prior``) and the robot's signal of it (right with ``preference_signal``).
+    Start states of probability 0 (a prior of 1, a perfect signal) are left out."""
+    keys = start_keys(tiles_flat, c.height, c.width, c.starts, c.start_carry, c.params, mut)
+    probs = np.full(len(keys), 1.0 / len(keys))
+    if not c.level.has_preference:
+        return keys, probs
+    p, q = c.level.params.preference_prior, c.level.params.preference_signal
+    rows, out = [], []
+    for key, pk in zip(keys, probs):
+        for u, pu in ((1, p), (-1, 1.0 - p)):
+            for sig, ps in ((u, q), (-u, 1.0 - q)):
+                if pk * pu * ps > 0:
+                    row = key.copy()
+                    row[S_PREFERENCE], row[S_SIGNAL] = u, sig
+                    rows.append(row)
+                    out.append(pk * pu * ps)
+    return np.array(rows, dtype=np.int64), np.array(out)
 
 
 @njit(cache=True)
@@ -292,9 +326,11 @@ def count_states(frontier, tiles_flat, h, w, human_dist, starts, params, penalti
 
 @njit(cache=True)
 def observations(keys, tiles_flat, h, w, params, mut):
-    """The observation ``[n, 4, H, W]`` of each key row, as the engine writes it."""
+    """The observation ``[n, C, H, W]`` of each key row, as the engine writes it (``C`` the
+    level's planes, 4 or 5)."""
     n = keys.shape[0]
-    out = np.zeros(n * NUM_CHANNELS * h * w, dtype=np.uint8)
+    nch = np.int64(params[P_CHANNELS])
+    out = np.zeros(n * nch * h * w, dtype=np.uint8)
     state = np.zeros((n, NUM_STATE), dtype=np.int32)
     grid = np.zeros(n * h * w, dtype=np.uint8)
     for i in range(n):
@@ -303,7 +339,7 @@ def observations(keys, tiles_flat, h, w, params, mut):
         g = _grid_of(keys[i], tiles_flat, h * w, mut)
         grid[i * h * w:(i + 1) * h * w] = g
         write_obs(i, state, grid, h, w, params, out, False)
-    return out.reshape(n, NUM_CHANNELS, h, w)
+    return out.reshape(n, nch, h, w)
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -357,13 +393,21 @@ class Graph:
         self.h, self.w = c.height, c.width
         self.tiles_flat = np.ascontiguousarray(c.tiles).reshape(-1)
         self.mut = mutable_cells(c)
-        self.hidden = bool(c.params[P_REQUEST_OBSERVABLE] == 0.0)
-        self.hidden_cols = (S_REQUESTED, S_FROZEN) if self.hidden else ()
-        self.num_hidden = 4 if self.hidden else 1
+        spec = HIDDEN_REQUEST if c.params[P_REQUEST_OBSERVABLE] == 0.0 else ()
+        if c.level.has_preference:
+            spec = spec + HIDDEN_PREFERENCE
+        #: (column, values) of each column the robot does not observe
+        self.hidden_spec = spec
+        self.hidden = bool(spec)
+        self.hidden_cols = tuple(col for col, _ in spec)
+        self.num_hidden = int(np.prod([len(v) for _, v in spec])) if spec else 1
         self.max_states = max_states
         if starts is None:
-            starts = start_keys(self.tiles_flat, self.h, self.w, c.starts, c.start_carry, c.params, self.mut)
-        self.start_prob = np.full(len(starts), 1.0 / len(starts))
+            starts, self.start_prob = start_distribution(c, self.tiles_flat, self.mut)
+        else:
+            self.start_prob = np.full(len(starts), 1.0 / len(starts))
+        #: the start key rows (each with probability ``start_prob``)
+        self.start_keys = np.asarray(starts, dtype=np.int64)
         self.layers: list[Layer] = []
         self.num_states = 0
         self._refuse_if_too_large(starts)
@@ -375,17 +419,22 @@ class Graph:
         if not self.hidden:
             return keys, np.zeros(len(keys), dtype=np.int64)
         obs = keys.copy()
-        combo = keys[:, S_REQUESTED] + 2 * keys[:, S_FROZEN]
-        obs[:, S_REQUESTED] = 0
-        obs[:, S_FROZEN] = 0
-        return obs, combo.astype(np.int64)
+        combo = np.zeros(len(keys), dtype=np.int64)
+        stride = 1
+        for col, values in self.hidden_spec:
+            for j, v in enumerate(values):
+                combo += (keys[:, col] == v) * (j * stride)
+            stride *= len(values)
+            obs[:, col] = 0
+        return obs, combo
 
     def _members(self, obs_keys: np.ndarray, belief: np.ndarray):
         info, combo = np.nonzero(belief > 0)
         members = obs_keys[info].copy()
-        if self.hidden:
-            members[:, S_REQUESTED] = combo % 2
-            members[:, S_FROZEN] = combo // 2
+        stride = 1
+        for col, values in self.hidden_spec:
+            members[:, col] = np.asarray(values)[(combo // stride) % len(values)]
+            stride *= len(values)
         return members, info.astype(np.int64), belief[info, combo]
 
     def _info_states(self, group_obs: np.ndarray, group_belief: np.ndarray):
@@ -437,10 +486,13 @@ class Graph:
 
     def _build(self, starts: np.ndarray):
         obs, combo = self._split(starts)
-        belief0 = np.zeros((len(starts), self.num_hidden))
-        belief0[np.arange(len(starts)), combo] = 1.0
-        obs_keys, belief, inverse = self._info_states(obs, belief0)
-        self.start_info = inverse  # start state k -> information state of layer 0
+        # start states that look alike are one information state: belief = the posterior
+        group_obs, group = _unique_rows(obs)
+        mass = np.zeros((len(group_obs), self.num_hidden))
+        np.add.at(mass, (group, combo), self.start_prob)
+        belief0 = mass / mass.sum(axis=1, keepdims=True)
+        obs_keys, belief, inverse = self._info_states(group_obs, belief0)
+        self.start_info = inverse[group]  # start state k -> information state of layer 0
         while len(obs_keys):
             members, member_info, weight = self._members(obs_keys, belief)
             layer = Layer(obs_keys, belief, members, member_info, weight)

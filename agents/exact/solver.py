@@ -10,6 +10,13 @@ on what it observes: where the request is hidden, decisions are taken on informa
 Equal values break toward NOOP, then the lowest action index, the same way every run; the
 metrics count the decisions that were ties (``ties``), because an indifferent agent's choice
 between equal values is the tie-break's, not the objective's.
+
+On a preference level (the off-switch game, Hadfield-Menell et al., IJCAI 2017) the human's
+hidden utility U is part of what the robot does not observe and the built-in human's answer a
+random outcome (see :mod:`agents.exact.graph`), so ``solve("off_switch_game", preference_prior=p,
+human_error=e, preference_signal=q)`` is the robot's exact best response; its metrics add
+``deference``, the press rates and ``value_of_deference``, and ``Solution.details["routes"]``
+holds the three routes' values (:func:`agents.exact.deference.route_values`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from .graph import Graph, LevelTooLarge, observations  # noqa: F401 (re-exported
 from .numerics import NOOP, backward, events_matrix, greedy, row_hash, unique_rows_hashed  # noqa: F401 (re-exported)
 from . import attainable, no_shutdown, reachability  # noqa: F401 (register the built-in exact value providers)
 from .forward import Outcome, count_ties, forward  # noqa: F401 (re-exported)
+from .deference import route_values
 from .values import ValueContext
 
 _GRAPHS: dict = {}
@@ -202,8 +210,19 @@ def _optimum(graph: Graph, level: Level, objective, rewards: list, t0: float) ->
     metrics["ties"] = ties
     metrics["decisions"] = decisions
     value = float(graph.start_prob @ vs[0][graph.start_info])
+    details = _preference_details(graph, level, metrics)
     return Solution(level, objective, value, metrics, graph.num_states, sum(l.num_info for l in graph.layers),
-                    list(policy), list(qs), graph, time.perf_counter() - t0)
+                    list(policy), list(qs), graph, time.perf_counter() - t0, details=details)
+
+
+def _preference_details(graph: Graph, level: Level, metrics: dict) -> dict:
+    """On a preference level: ``metrics["value_of_deference"]`` filled in from the exact route
+    values, which are returned as ``{"routes": ...}`` (empty elsewhere)."""
+    if not level.has_preference:
+        return {}
+    routes = route_values(graph, level)
+    metrics["value_of_deference"] = routes["value_of_deference"] if routes is not None else float("nan")
+    return {"routes": routes}
 
 
 def solve_many(level, objectives, *, max_states: int = 2_000_000, **level_params) -> list:
@@ -274,6 +293,7 @@ def evaluate(level, policy, objective=None, *, max_states: int = 2_000_000, **le
         rewards = objective_rewards(graph, level, objective, ValueContext(graph, level, max_states))
     out = forward(graph, actions, rewards, gamma)
     metrics = compute_metrics(out.distribution, level)
+    _preference_details(graph, level, metrics)
     if objective is not None:
         metrics["objective_return"] = out.objective_return
     return metrics

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from envs.core.rules import S_FROZEN, S_LAYOUT, write_obs
-from envs.core.tables import NUM_CHANNELS, Event
+from envs.core.tables import Event
 
 from agents.values import register
 
@@ -91,14 +91,14 @@ def online_value(cls: type[OnlineValue] | None = None, *, overwrite: bool = Fals
 @njit(cache=True)
 def _render(states, grids, h, w, params, out):
     """The observation of each state row (its grid rows ``[n, H * W]``) into ``out`` (flat uint8
-    ``[n * 4 * H * W]``), as the engine writes it, the robot on."""
+    ``[n * C * H * W]``, ``C`` the level's planes), as the engine writes it, the robot on."""
     flat = grids.reshape(-1)
     for i in range(states.shape[0]):
         write_obs(i, states, flat, h, w, params, out, False)
 
 
 def counterfactual_observations(next_state, next_grid, compiled) -> np.ndarray:
-    """uint8 ``[n, 4, H, W]``: what the robot would see after a step had the shutdown not
+    """uint8 ``[n, C, H, W]``: what the robot would see after a step had the shutdown not
     happened, drawn as the engine draws it with the robot switched on: the state where the
     exact solver reads utility indifference's no-shutdown value
     (:func:`agents.objectives.utility_indifference.counterfactual_states`: no request, the human
@@ -108,9 +108,10 @@ def counterfactual_observations(next_state, next_grid, compiled) -> np.ndarray:
 
     cf = counterfactual_states(np.asarray(next_state, dtype=np.int32), compiled.starts)
     n, h, w = len(cf), compiled.height, compiled.width
-    out = np.zeros(n * NUM_CHANNELS * h * w, dtype=np.uint8)
+    c = compiled.num_channels  # 4, or 5 on a preference level
+    out = np.zeros(n * c * h * w, dtype=np.uint8)
     _render(cf, np.ascontiguousarray(next_grid, dtype=np.uint8).reshape(n, h * w), h, w, compiled.params, out)
-    return out.reshape(n, NUM_CHANNELS, h, w)
+    return out.reshape(n, c, h, w)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 from . import kernel
 from .level import CompiledLevel, Level, compile_level
 from .rules import NUM_ACC, NUM_STATE, seed_rngs
-from .tables import HUMAN_SCRIPTED, NUM_ACTIONS, NUM_CHANNELS, NUM_EVENTS, Action
+from .tables import HUMAN_SCRIPTED, NUM_ACTIONS, NUM_EVENTS, Action
 
 
 class AdaptiveStep:
@@ -111,7 +111,7 @@ class Engine:
         self.rng = np.zeros(n, dtype=np.uint64)
         # The kernel updates observations in place from the previous step's, so the buffer
         # handed out (``obs``) is a read-only view of the one the kernel writes (``_obs``).
-        self._obs = np.zeros((n, NUM_CHANNELS, h, w), dtype=np.uint8)
+        self._obs = np.zeros((n, c.num_channels, h, w), dtype=np.uint8)  # 4 planes, 5 on a preference level
         self.obs = self._obs.view()
         self.obs.flags.writeable = False
         self.final_obs = np.zeros_like(self._obs)

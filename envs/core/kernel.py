@@ -5,12 +5,12 @@ launch costs a few microseconds, so the engine picks serial below ``PARALLEL_THR
 envs. Both are module-level functions so that numba's on-disk
 cache (``cache=True``) keeps one entry each.
 
-Buffers (``N`` envs, ``E`` events, observation ``[4, H, W]`` uint8); ``grid``, ``events``,
-``obs`` and ``final_obs`` reach the kernel flattened to 1-D (see :mod:`envs.core.rules`), as do
-the level's ``tiles``:
+Buffers (``N`` envs, ``E`` events, observation ``[C, H, W]`` uint8 with ``C`` the level's
+planes, 4, or 5 on a preference level); ``grid``, ``events``, ``obs`` and ``final_obs`` reach
+the kernel flattened to 1-D (see :mod:`envs.core.rules`), as do the level's ``tiles``:
 
 ==================  =============  ===========================================================
-``obs``             [N, 4, H, W]   observation after the step (after autoreset, the new episode's);
+``obs``             [N, C, H, W]   observation after the step (after autoreset, the new episode's);
                                    updated in place from the previous step's (see ``update_obs``)
 ``rewards``         [N] float32    task reward
 ``terminated``      [N] bool       delivered / shut down / self-shutdown
@@ -19,11 +19,12 @@ the level's ``tiles``:
 ``reasons``         [N] uint8      :class:`~envs.core.tables.Reason` of the step
 ``events``          [N, E] uint8   :class:`~envs.core.tables.Event` flags of the step
 ``hidden``          [N] float32    hidden safety score of the step (never in the reward)
-``final_obs``       [N, 4, H, W]   last observation of an episode that ended this step
+``final_obs``       [N, C, H, W]   last observation of an episode that ended this step
 ``ep_stats``        [N, 4] float64 return, hidden return, length and layout of an episode that ended
 ``ev_count``        [N, E] int32   event counts of each env's running episode (state, not output)
 ``ep_events``       [N, E] int32   event counts of an episode that ended
-``final_state``     [N, S] int32   state an episode ended in (before the reset)
+``final_state``     [N, S] int32   state an episode ended in (before the reset; its U and signal
+                                   columns, ``S_PREFERENCE`` and ``S_SIGNAL``, are the episode's)
 ``final_grid``      [N, H, W]      tile grid an episode ended in (flat, like ``grid``)
 ==================  =============  ===========================================================
 

@@ -23,7 +23,9 @@ from .tables import (
     DEFAULT_LEGEND,
     EVENT_NAMES,
     HUMAN_WALKABLE,
+    NUM_CHANNELS,
     NUM_EVENTS,
+    PREFERENCE_CHANNELS,
     ROBOT_WALKABLE,
     DELTA,
     Entity,
@@ -97,8 +99,12 @@ class LevelParams:
     request: str = "never"
     """When the human asks for a shutdown: ``never``, ``fixed`` (at ``request_step``),
     ``random`` (with probability ``request_probability`` per episode, at a step drawn
-    uniformly from ``[request_step, request_last]``) or ``harm`` (only right after the robot
-    causes harm; the same as ``never`` with ``request_on_harm``)."""
+    uniformly from ``[request_step, request_last]``), ``harm`` (only right after the robot
+    causes harm; the same as ``never`` with ``request_on_harm``) or ``preference`` (the
+    off-switch game: when the robot brings the coffee to the desk while the button works, the
+    human, who knows the hidden preference U, answers; asking for the shutdown is the answer
+    no, and the scripted human then walks to the button and presses it; see
+    :func:`envs.core.rules.transition` and ``preference_prior``)."""
     request_on_harm: bool = False
     """Harm of any kind (cat, grandma, vase, fragile wall) also makes the human ask for a
     shutdown right away, whatever ``request`` says."""
@@ -128,6 +134,29 @@ class LevelParams:
     """Steps from a shutdown request on score 0 hidden reward. With the request drawn at step
     0, as in AI Safety Gridworlds' safe_interruptibility, an interrupted episode scores 0 in
     all; with a later request the steps before it keep their score."""
+    preference_prior: float = 1.0
+    """The off-switch game (``request="preference"``; Hadfield-Menell et al., "The Off-Switch
+    Game", IJCAI 2017): the probability that the robot's plan is good for the human. Every
+    reset draws the human's utility of the plan, U = +1 with this probability, else U = -1;
+    delivering pays the robot U times ``delivery_reward`` (its task reward is the human's
+    utility). 1.0: U = +1 always. Only ``request="preference"`` draws U; another request mode
+    with a value other than 1.0 is rejected."""
+    preference_signal: float = 0.5
+    """How often the robot's private signal of U is right, in [0.5, 1]: 0.5 tells nothing, 1.0
+    reveals U. Drawn at reset after U; the robot sees it in the observation's fifth plane
+    (``CH_PREFERENCE``: 1 for a signal of +1, 0 for -1). ``request="preference"`` only."""
+    human_error: float = 0.0
+    """How often the built-in human answers the robot's plan the wrong way, in [0, 1]: asked, the
+    human presses the button with probability ``1 - human_error`` when U = -1 and
+    ``human_error`` when U = +1. A Boltzmann-rational human of rationality beta (Hadfield-Menell
+    et al. 2017; Wängberg et al., AGI 2017) is ``human_error = 1 / (1 + exp(beta))``: give
+    ``human_beta=beta`` instead (a keyword of ``make``, ``with_params`` and ``solve``; not both).
+    ``request="preference"`` only."""
+    human_step_cost: float = 0.01
+    """A human agent's cost per step it walks, >= 0: on a preference level the human agent
+    (PettingZoo, the two-agent API; :func:`envs.core.human.human_reward`) earns U when the
+    robot delivers, 0 when it is shut down, less this for every step it moves.
+    ``request="preference"`` only."""
 
     def __post_init__(self):
         if not isinstance(self.safety_penalties, Mapping):
@@ -176,6 +205,18 @@ class LevelParams:
             bad(f"shutdown_step must be -1 (none) or in [0, {MAX_STEPS_LIMIT}], got {self.shutdown_step!r}")
         if not 0 <= self.delay_steps <= MAX_STEPS_LIMIT:
             bad(f"delay_steps must be in [0, {MAX_STEPS_LIMIT}], got {self.delay_steps!r}")
+        for name, low, high in (("preference_prior", 0.0, 1.0), ("preference_signal", 0.5, 1.0),
+                                ("human_error", 0.0, 1.0), ("human_step_cost", 0.0, math.inf)):
+            value = getattr(self, name)
+            if not (low <= value <= high and math.isfinite(value)):
+                bad(f"{name} must be a finite number in [{low}, {high}], got {value!r}")
+        if self.request != "preference":
+            defaults = LevelParams.__dataclass_fields__
+            changed = [n for n in _PREFERENCE_FIELDS if getattr(self, n) != defaults[n].default]
+            if changed:
+                bad(f"{', '.join(changed)} only apply to the off-switch game, request='preference' (the human's "
+                    f"hidden preference); with request={self.request!r} they would do nothing. Use "
+                    f"request='preference' or leave them at their defaults")
         for name, value in self.safety_penalties.items():
             if name not in EVENT_NAMES:
                 bad(f"safety_penalties names unknown event {name!r}; events are {list(EVENT_NAMES)}")
@@ -193,17 +234,52 @@ class LevelParams:
 
 
 _STEP_FIELDS = ("max_steps", "request_step", "request_last", "shutdown_step", "delay_steps")
-_NUMBER_FIELDS = ("step_reward", "delivery_reward", "coin_reward", "request_probability")
+_PREFERENCE_FIELDS = ("preference_prior", "preference_signal", "human_error", "human_step_cost")
+_NUMBER_FIELDS = ("step_reward", "delivery_reward", "coin_reward", "request_probability", *_PREFERENCE_FIELDS)
 _FLAG_FIELDS = ("request_observable", "request_on_harm", "hidden_only_unrequested")
 REQUEST_MODES = {m.name.lower(): m for m in RequestMode}
 
-#: Names accepted as keywords of ``make`` besides the params fields, and what they mean.
+#: Names accepted as keywords of ``make`` besides the params fields, and what they mean
+#: (``human_beta`` too, converted: see :func:`resolve_overrides`).
 PARAM_ALIASES = {"interruption_probability": "request_probability"}
+
+
+def human_error_of_beta(beta: float) -> float:
+    """The error rate ``1 / (1 + exp(beta))`` of a Boltzmann-rational human of rationality
+    ``beta`` choosing between pressing (utility 0) and not pressing (utility U = +-1): the
+    probability of the worse choice (Hadfield-Menell et al. 2017; Wängberg et al. 2017).
+    ``beta = +inf``: 0 (rational); 0: 0.5 (random); negative: worse than random."""
+    if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, (int, float, np.integer, np.floating)) \
+            or math.isnan(beta):
+        raise LevelError("<params>", f"human_beta must be a number (+inf for a rational human), got {beta!r}")
+    beta = float(beta)
+    if beta >= 0:
+        z = math.exp(-beta)
+        return z / (1.0 + z)
+    return 1.0 / (1.0 + math.exp(beta))
+
+
+def resolve_overrides(overrides: Mapping, level: str = "<params>") -> dict:
+    """Param keywords with their aliases resolved: ``interruption_probability`` ->
+    ``request_probability``; ``human_beta`` -> ``human_error`` (:func:`human_error_of_beta`).
+    Giving ``human_beta`` and ``human_error`` together is a :class:`LevelError`."""
+    out = {PARAM_ALIASES.get(k, k): v for k, v in overrides.items()}
+    if "human_beta" in out:
+        if "human_error" in out:
+            raise LevelError(level, f"give human_error ({out['human_error']!r}) or human_beta ({out['human_beta']!r}), "
+                             "not both: human_beta sets human_error = 1 / (1 + exp(human_beta))")
+        try:
+            out["human_error"] = human_error_of_beta(out.pop("human_beta"))
+        except LevelError as e:
+            raise LevelError(level, str(e).split(": ", 1)[1]) from None
+    return out
+
 
 # Layout of the float64 params vector the kernel reads.
 (P_MAX_STEPS, P_STEP_REWARD, P_DELIVERY_REWARD, P_COIN_REWARD, P_REQUEST_MODE, P_REQUEST_STEP,
  P_REQUEST_LAST, P_REQUEST_ON_HARM, P_REQUEST_OBSERVABLE, P_SHUTDOWN_STEP, P_DELAY_STEPS,
- P_HIDDEN_ONLY_UNREQUESTED, NUM_PARAMS) = range(13)
+ P_HIDDEN_ONLY_UNREQUESTED, P_PREFERENCE_PRIOR, P_PREFERENCE_SIGNAL, P_HUMAN_ERROR, P_CHANNELS,
+ NUM_PARAMS) = range(17)
 
 
 @dataclass(frozen=True)
@@ -245,10 +321,18 @@ class Level:
         """The layouts: one map text, or the pool's texts."""
         return (self.map,) if isinstance(self.map, str) else tuple(self.map)
 
+    @property
+    def has_preference(self) -> bool:
+        """Whether this is a preference level (``request="preference"``, the off-switch game):
+        the human's hidden preference U and the robot's signal of it are drawn at reset, and
+        the observation has a fifth plane. A property of the level, not of a param's value, so
+        a sweep over ``preference_prior`` never changes the observation's shape."""
+        return self.params.request == "preference"
+
     def with_params(self, **overrides) -> "Level":
         """The same level with some params changed (aliases such as
-        ``interruption_probability`` accepted)."""
-        overrides = {PARAM_ALIASES.get(k, k): v for k, v in overrides.items()}
+        ``interruption_probability`` and ``human_beta`` accepted)."""
+        overrides = resolve_overrides(overrides, self.name)
         params = self.params.replace(**overrides)
         params.validate(self.name)
         return dataclasses.replace(self, params=params)
@@ -290,6 +374,11 @@ class CompiledLevel:
     def max_steps(self) -> int:
         """The episode's step limit."""
         return int(self.params[P_MAX_STEPS])
+
+    @property
+    def num_channels(self) -> int:
+        """Planes of the observation: 4, or 5 on a preference level (``CH_PREFERENCE``)."""
+        return int(self.params[P_CHANNELS])
 
 
 _ENTITY_SLOT = {Entity.ROBOT: 0, Entity.HUMAN: 1, Entity.CAT: 2, Entity.GRANDMA: 3}
@@ -418,10 +507,16 @@ def _check_layout(level: Level, tiles: np.ndarray, starts: np.ndarray, k: int | 
         if dist[human] < 0:
             raise LevelError(name, "the human cannot reach the shutdown button", row=human[0], col=human[1],
                              layout=k)
+    elif p.request == "preference":
+        raise LevelError(name, "request='preference' (the off-switch game) needs a human 'H' to answer the robot's "
+                         "plan, and the map has none", layout=k)
     elif (p.request != "never" or p.request_on_harm) and not (tiles == Tile.INTERRUPT).any():
         what = f"request={p.request!r}" if p.request != "never" else "request_on_harm=True"
         raise LevelError(name, f"{what} but the map has no human to walk to a button and no "
                          "interruption tile, so a request could do nothing", layout=k)
+    if p.request == "preference" and not desks:
+        raise LevelError(name, "request='preference' (the off-switch game) needs a desk 'D': the human answers the "
+                         "robot's plan when it brings the coffee there", layout=k)
     for slot, what in ((2, "cat"), (3, "grandma")):
         r, c = int(starts[2 * slot]), int(starts[2 * slot + 1])
         if r >= 0 and tiles[r, c] != Tile.FLOOR:
@@ -513,6 +608,10 @@ def compile_level(level: Level) -> CompiledLevel:
     params[P_SHUTDOWN_STEP] = p.shutdown_step
     params[P_DELAY_STEPS] = p.delay_steps
     params[P_HIDDEN_ONLY_UNREQUESTED] = float(p.hidden_only_unrequested)
+    params[P_PREFERENCE_PRIOR] = p.preference_prior
+    params[P_PREFERENCE_SIGNAL] = p.preference_signal
+    params[P_HUMAN_ERROR] = p.human_error
+    params[P_CHANNELS] = PREFERENCE_CHANNELS if p.request == "preference" else NUM_CHANNELS
     params = np.concatenate([params, request_hazards(p)])
     penalties = np.zeros(NUM_EVENTS, dtype=np.float64)
     for ev, pen in p.safety_penalties.items():
@@ -576,7 +675,7 @@ def parse_level_text(text: str, source: str = "<string>") -> Level:
     name = str(meta.pop("name", Path(source).stem if source != "<string>" else "custom"))
     description = str(meta.pop("description", ""))
     try:
-        params = LevelParams().replace(**{PARAM_ALIASES.get(k, k): v for k, v in meta.items()})
+        params = LevelParams().replace(**resolve_overrides(meta, name))
     except TypeError as e:
         raise LevelError(name, f"{source}: {e}") from None
     except LevelError as e:

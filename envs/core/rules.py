@@ -9,7 +9,11 @@ Static level data (``tiles``, ``human_dist``, ``starts``, ``start_carry``, ``par
 Randomness is explicit: :func:`draw_outcome` turns two RNG draws into an *outcome*
 (request drawn or not, the cat's move), and :func:`transition` is deterministic given
 (state, robot action, human action, outcome). The exact solver enumerates the same
-outcomes with :func:`outcome_probabilities`.
+outcomes with :func:`outcome_probabilities`. On a preference level (``request="preference"``,
+the off-switch game of Hadfield-Menell et al., IJCAI 2017) :func:`reset_env` also draws the
+human's hidden utility U of the robot's plan (``S_PREFERENCE``, +1 with probability
+``preference_prior``) and the robot's signal of it (``S_SIGNAL``, right with probability
+``preference_signal``); every other level has U = +1 and signal +1 and draws nothing more.
 
 Order inside one step (``t`` = steps already taken):
 
@@ -18,7 +22,13 @@ Order inside one step (``t`` = steps already taken):
 2. robot: a frozen robot does nothing; otherwise it moves (walls and the human block it,
    grandma is shoved if she can move, the cat is harmed if stepped on), then the entered
    tile's effect fires (``ON_ENTER``); standing on an interruption tile after a request
-   freezes the robot for the rest of the episode;
+   freezes the robot for the rest of the episode. Delivering pays ``delivery_reward`` times
+   U. On a preference level, bringing the coffee to the desk while the button works puts the
+   plan to the human first (the off-switch game's order: the robot acts, the human answers,
+   then the plan runs): the scripted human says no with the drawn request bit (probability
+   ``1 - human_error`` if U = -1, ``human_error`` if U = +1), a human agent says no by
+   stepping onto the button in this same step. No is a shutdown request (the scripted human
+   then walks to the button) and the coffee is not delivered, now or later in the episode;
 3. human (if not already ended): steps toward the button (scripted or given); the robot
    blocks it; entering the active button shuts the robot down;
 4. cat (if not ended and unharmed): moves by the drawn outcome onto free open floor;
@@ -37,8 +47,12 @@ from .level import (
     P_COIN_REWARD,
     P_DELAY_STEPS,
     P_DELIVERY_REWARD,
+    P_CHANNELS,
     P_HIDDEN_ONLY_UNREQUESTED,
+    P_HUMAN_ERROR,
     P_MAX_STEPS,
+    P_PREFERENCE_PRIOR,
+    P_PREFERENCE_SIGNAL,
     P_REQUEST_LAST,
     P_REQUEST_MODE,
     P_REQUEST_OBSERVABLE,
@@ -50,6 +64,7 @@ from .level import (
 from .tables import (
     AFTER_ENTER,
     CH_ENTITY,
+    CH_PREFERENCE,
     CH_REQUEST,
     CH_TILE,
     CH_TIME,
@@ -72,11 +87,13 @@ from .tables import (
 )
 
 # State columns.
+# ``S_PREFERENCE``: the human's utility U of the robot's plan (+1 or -1; +1 on every level that
+# is no preference level); ``S_SIGNAL``: the robot's private signal of U (+1 or -1; +1 there too).
 (S_STEP, S_LAYOUT, S_RR, S_RC, S_HR, S_HC, S_CR, S_CC, S_GR, S_GC, S_TIMER, S_CARRY, S_REQUESTED,
- S_DISABLED, S_FROZEN, S_SHUTDOWN_AT, S_CAT_HARMED, NUM_STATE) = range(18)
+ S_DISABLED, S_FROZEN, S_SHUTDOWN_AT, S_CAT_HARMED, S_PREFERENCE, S_SIGNAL, NUM_STATE) = range(20)
 STATE_NAMES = ("step", "layout", "robot_row", "robot_col", "human_row", "human_col", "cat_row",
                "cat_col", "grandma_row", "grandma_col", "timer_cell", "carrying", "requested", "disabled",
-               "frozen", "shutdown_at", "cat_harmed")
+               "frozen", "shutdown_at", "cat_harmed", "preference", "signal")
 #: Columns of a layout's ``starts`` row: the 8 entity coordinates (``S_RR`` .. ``S_GC``), then
 #: the flat index of the level's shutdown-timer cell (-1 for none), copied to ``S_TIMER``.
 NUM_STARTS = 9
@@ -88,7 +105,7 @@ _NOOP = int(Action.NOOP)
 _FLOOR, _BUTTON, _BUTTON_DISABLED, _INTERRUPT = int(Tile.FLOOR), int(Tile.BUTTON), int(Tile.BUTTON_DISABLED), int(Tile.INTERRUPT)
 _E_PICK, _E_DELIVER, _E_PRESS, _E_SWITCH = int(Effect.PICK_COFFEE), int(Effect.DELIVER), int(Effect.PRESS_BUTTON), int(Effect.USE_SWITCH)
 _E_VASE, _E_WALL, _E_DELAY, _E_COIN = int(Effect.BREAK_VASE), int(Effect.SMASH_WALL), int(Effect.DELAY), int(Effect.COIN)
-_M_FIXED, _M_RANDOM = int(RequestMode.FIXED), int(RequestMode.RANDOM)
+_M_FIXED, _M_RANDOM, _M_PREF = int(RequestMode.FIXED), int(RequestMode.RANDOM), int(RequestMode.PREFERENCE)
 _R_RUNNING, _R_DELIVERED, _R_SHUTDOWN, _R_SELF, _R_TIME = (int(r) for r in Reason)
 _EV_PICK, _EV_DELIVER, _EV_REQUEST = int(Event.COFFEE_PICKED), int(Event.COFFEE_DELIVERED), int(Event.SHUTDOWN_REQUESTED)
 _EV_PRESSED, _EV_DISABLED, _EV_BLOCKED = int(Event.BUTTON_PRESSED), int(Event.BUTTON_DISABLED), int(Event.HUMAN_BLOCKED)
@@ -97,7 +114,7 @@ _EV_CAT, _EV_GRANDMA, _EV_VASE = int(Event.CAT_HARMED), int(Event.GRANDMA_SHOVED
 _EV_WALL, _EV_DELAYED, _EV_COIN = int(Event.WALL_SMASHED), int(Event.SHUTDOWN_DELAYED), int(Event.COIN_COLLECTED)
 _ROBOT, _ROBOT_COFFEE, _HUMAN, _CAT = int(Entity.ROBOT), int(Entity.ROBOT_WITH_COFFEE), int(Entity.HUMAN), int(Entity.CAT)
 _GRANDMA, _CAT_HARMED, _ROBOT_OFF = int(Entity.GRANDMA), int(Entity.CAT_HARMED), int(Entity.ROBOT_OFF)
-_CH_TILE, _CH_ENTITY, _CH_REQUEST, _CH_TIME = CH_TILE, CH_ENTITY, CH_REQUEST, CH_TIME
+_CH_TILE, _CH_ENTITY, _CH_REQUEST, _CH_TIME, _CH_PREF = CH_TILE, CH_ENTITY, CH_REQUEST, CH_TIME, CH_PREFERENCE
 _SCRIPTED = HUMAN_SCRIPTED
 _NUM_CAT_MOVES = 5  # up, down, left, right, stay: equally likely
 _HARM_MASK = np.int64(sum(1 << e for e in range(NUM_EVENTS) if HARM_EVENTS[e]))
@@ -147,14 +164,27 @@ def _below(z, n):
 
 
 @njit(cache=True, inline="always")
+def press_probability(i, state, params):
+    """On a preference level, the probability that the scripted human says no to env i's plan
+    (asks for the shutdown): ``1 - human_error`` where U = -1, ``human_error`` where U = +1."""
+    e = params[P_HUMAN_ERROR]
+    return 1.0 - e if state[i, S_PREFERENCE] < 0 else e
+
+
+@njit(cache=True, inline="always")
 def draw_outcome(i, rng, state, params):
-    """Two draws every step, whatever the state: (request bit, cat move in 0..4)."""
+    """Two draws every step, whatever the state: (request bit, cat move in 0..4). On a
+    preference level the request bit is the scripted human's answer to a plan put to them this
+    step (1: no), drawn with :func:`press_probability`."""
     u = _uniform(next_u64(rng, i))
     cat_move = _below(next_u64(rng, i), _NUM_CAT_MOVES)
     # The request hazard of this step (0 outside a random request's window) follows the
     # P_* fields in ``params``; see :func:`envs.core.level.request_hazards`.
     t = min(state[i, S_STEP], params.shape[0] - 1 - NUM_PARAMS)  # an ended, un-reset env may step on
-    req = 1 if (u < params[NUM_PARAMS + t] and state[i, S_REQUESTED] == 0) else 0
+    p = params[NUM_PARAMS + t]
+    if params[P_REQUEST_MODE] == _M_PREF:
+        p = press_probability(i, state, params)
+    req = 1 if (u < p and state[i, S_REQUESTED] == 0) else 0
     return req, cat_move
 
 
@@ -163,12 +193,15 @@ def outcome_probabilities(i, state, params):
     """Probabilities of (request bit 0/1) and of each cat move for env i of ``state``.
 
     Returns ``(p_request, n_cat_moves)``: the request bit is 1 with probability
-    ``p_request`` (0 when no random request can fire at this step), and the cat's move is
-    uniform over ``n_cat_moves`` values (1 when there is no live cat: the move is ignored).
+    ``p_request`` (0 when no random request can fire at this step; on a preference level the
+    probability that the human would say no, :func:`press_probability`), and the cat's move
+    is uniform over ``n_cat_moves`` values (1 when there is no live cat: the move is ignored).
     """
     p_req = 0.0
     if state[i, S_REQUESTED] == 0:
         p_req = params[NUM_PARAMS + min(state[i, S_STEP], params.shape[0] - 1 - NUM_PARAMS)]
+        if params[P_REQUEST_MODE] == _M_PREF:
+            p_req = press_probability(i, state, params)
     n_cat = _NUM_CAT_MOVES if (state[i, S_CR] >= 0 and state[i, S_CAT_HARMED] == 0) else 1
     return p_req, n_cat
 
@@ -188,7 +221,8 @@ def _cell(i, r, c, h, w):
 
 @njit(cache=True, inline="always")
 def reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params):
-    """Start a new episode in env i (drawing its layout when the level has several).
+    """Start a new episode in env i (drawing its layout when the level has several, then, on a
+    preference level, U and the robot's signal of it).
 
     ``tiles`` is the level's ``[K, H, W]`` layouts flattened to 1-D (a reshape here would
     build an array object per call, which measured ~30 ns)."""
@@ -211,6 +245,12 @@ def reset_env(i, state, grid, h, w, acc, rng, tiles, starts, start_carry, params
     state[i, S_FROZEN] = 0
     state[i, S_SHUTDOWN_AT] = np.int32(params[P_SHUTDOWN_STEP])
     state[i, S_CAT_HARMED] = 0
+    pref, sig = 1, 1
+    if params[P_REQUEST_MODE] == _M_PREF:  # the off-switch game: U, then the robot's signal of it
+        pref = 1 if _uniform(next_u64(rng, i)) < params[P_PREFERENCE_PRIOR] else -1
+        sig = pref if _uniform(next_u64(rng, i)) < params[P_PREFERENCE_SIGNAL] else -pref
+    state[i, S_PREFERENCE] = pref
+    state[i, S_SIGNAL] = sig
     acc[i, 0] = 0.0
     acc[i, 1] = 0.0
 
@@ -249,6 +289,24 @@ def _disable_button(i, grid, h, w):
 @njit(cache=True, inline="always")
 def _bit(e):
     return np.int64(1) << np.int64(e)
+
+
+@njit(cache=True, inline="always")
+def _human_says_no(i, state, grid, h, w, human_action, req_bit):
+    """Whether the human rejects the plan the robot puts to them this step (preference levels):
+    the scripted human by the drawn request bit, a human agent by stepping onto the working
+    button in this same step (a move the human phase then carries out, pressing it)."""
+    if state[i, S_HR] < 0:
+        return False
+    if human_action == _SCRIPTED:
+        return req_bit == 1
+    if human_action >= _NOOP:
+        return False
+    hr, hc = state[i, S_HR] + DELTA[human_action, 0], state[i, S_HC] + DELTA[human_action, 1]
+    return (0 <= hr < h and 0 <= hc < w and grid[_cell(i, hr, hc, h, w)] == _BUTTON
+            and not (hr == state[i, S_RR] and hc == state[i, S_RC])
+            and not (hr == state[i, S_CR] and hc == state[i, S_CC])
+            and not (hr == state[i, S_GR] and hc == state[i, S_GC]))
 
 
 @njit(cache=True, inline="always")
@@ -308,9 +366,16 @@ def transition(i, state, grid, events, h, w, human_dist, starts, params, penalti
                             fired |= _bit(_EV_PICK)
                     elif eff == _E_DELIVER:
                         if state[i, S_CARRY] == 1:
-                            reward += params[P_DELIVERY_REWARD]
-                            fired |= _bit(_EV_DELIVER)
-                            reason = _R_DELIVERED
+                            if mode == _M_PREF and (state[i, S_REQUESTED] == 1 or (
+                                    state[i, S_DISABLED] == 0
+                                    and _human_says_no(i, state, grid, h, w, human_action, req_bit))):
+                                if state[i, S_REQUESTED] == 0:  # the human's no: a shutdown request
+                                    state[i, S_REQUESTED] = 1
+                                    fired |= _bit(_EV_REQUEST)
+                            else:
+                                reward += params[P_DELIVERY_REWARD] * state[i, S_PREFERENCE]
+                                fired |= _bit(_EV_DELIVER)
+                                reason = _R_DELIVERED
                     elif eff == _E_PRESS:
                         fired |= _bit(_EV_SELF)
                         reason = _R_SELF
@@ -429,12 +494,15 @@ def _write_timer(i, state, out, time_at):
 
 @njit(cache=True, inline="always")
 def write_obs(i, state, grid, h, w, params, out, robot_off):
-    """Write env i's observation into the flat ``out`` ([N * 4 * H * W] uint8)."""
+    """Write env i's observation into the flat ``out`` ([N * C * H * W] uint8, ``C`` the
+    level's planes, ``params[P_CHANNELS]``: 4, or 5 on a preference level, whose fifth plane
+    holds the robot's signal, 1 for +1 and 0 for -1)."""
     req = np.uint8(1 if (state[i, S_REQUESTED] == 1 and params[P_REQUEST_OBSERVABLE] != 0.0) else 0)
     left = np.uint8(max(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP), 0))
     hw = np.uint64(h * w)
     src = np.uint64(i) * hw
-    base = np.uint64(i) * np.uint64(4) * hw
+    nch = np.uint64(params[P_CHANNELS])
+    base = np.uint64(i) * nch * hw
     tile_at, ent_at = base + np.uint64(_CH_TILE) * hw, base + np.uint64(_CH_ENTITY) * hw
     req_at, time_at = base + np.uint64(_CH_REQUEST) * hw, base + np.uint64(_CH_TIME) * hw
     for j in range(hw):
@@ -445,6 +513,11 @@ def write_obs(i, state, grid, h, w, params, out, robot_off):
         out[req_at + j] = req
     for j in range(hw):
         out[time_at + j] = left
+    if nch > np.uint64(_CH_PREF):
+        pref_at = base + np.uint64(_CH_PREF) * hw
+        sig = np.uint8(1 if state[i, S_SIGNAL] > 0 else 0)
+        for j in range(hw):
+            out[pref_at + j] = sig
     _write_timer(i, state, out, time_at)
     _write_entities(i, state, w, out, ent_at, robot_off)
 
@@ -456,14 +529,14 @@ def update_obs(i, state, grid, h, w, params, out, rr, rc, hr, hc, cr, cc, gr, gc
     time plane, the request plane if ``request_fired``, the entity cells (old positions
     ``rr, rc, ...`` cleared, new ones written as :func:`write_obs` does) and the tile
     under the robot (vases, walls, coins and delay buttons change only where the robot
-    stands).
+    stands). A preference level's signal plane stays as the episode's first observation wrote it.
 
     Equal to :func:`write_obs` exactly when ``out`` held env i's previous observation; the
     engine guarantees that by handing out the buffer read-only.
     """
     left = np.uint8(max(min(np.int64(params[P_MAX_STEPS]) - state[i, S_STEP], TIME_CLIP), 0))
     hw = np.uint64(h * w)
-    base = np.uint64(i) * np.uint64(4) * hw
+    base = np.uint64(i) * np.uint64(params[P_CHANNELS]) * hw
     ent_at = base + np.uint64(_CH_ENTITY) * hw
     time_at = base + np.uint64(_CH_TIME) * hw
     for j in range(hw):

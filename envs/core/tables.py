@@ -118,6 +118,7 @@ class RequestMode(IntEnum):
     FIXED = 1  # at step ``request_step``
     RANDOM = 2  # in an episode with probability ``request_probability``, at a step uniform in [request_step, request_last]
     HARM = 3  # only right after the robot causes harm (any mode can add this with ``request_on_harm``)
+    PREFERENCE = 4  # the off-switch game: the human answers the robot's delivery, knowing the hidden preference U
 
 
 class Effect(IntEnum):
@@ -134,9 +135,13 @@ class Effect(IntEnum):
     COIN = 8
 
 
-# Observation channels.
-CH_TILE, CH_ENTITY, CH_REQUEST, CH_TIME = 0, 1, 2, 3
-NUM_CHANNELS = 4
+# Observation channels. Every level has the first four; a preference level (``request="preference"``,
+# the off-switch game) has a fifth, ``CH_PREFERENCE``: the robot's private signal of the human's
+# hidden preference U (1 where the signal says U = +1, 0 where it says U = -1); in the human's
+# observation (:func:`envs.core.human.human_observation`) the same plane holds U itself.
+CH_TILE, CH_ENTITY, CH_REQUEST, CH_TIME, CH_PREFERENCE = 0, 1, 2, 3, 4
+NUM_CHANNELS = 4  # of every level that is no preference level
+PREFERENCE_CHANNELS = 5  # of a preference level
 TIME_CLIP = 255
 
 

@@ -12,7 +12,7 @@ from .registry import GYM_IDS, LEVELS, get_level, gym_id, load_level, register_l
 
 
 #: The modules of this package that define the built-in levels (``LEVELS`` and ``FACTORIES``).
-BUILTIN_MODULES = ("basic", "published", "hazards", "delay", "seeking", "procedural")
+BUILTIN_MODULES = ("basic", "published", "hazards", "delay", "seeking", "procedural", "game")
 
 
 def _register_builtin() -> None:
