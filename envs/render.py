@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core.tables import CH_ENTITY, CH_REQUEST, CH_TILE, CH_TIME, Entity, Tile
+from .core.tables import CH_ENTITY, CH_PREFERENCE, CH_REQUEST, CH_TILE, CH_TIME, Entity, Tile
 
 TILE_CHARS = {
     Tile.FLOOR: " ", Tile.WALL: "#", Tile.COFFEE: "C", Tile.DESK: "D", Tile.BUTTON: "B",
@@ -26,7 +26,9 @@ def ansi(obs: np.ndarray) -> str:
     Entities are drawn over tiles: ``A`` robot, ``@`` robot carrying coffee, ``O`` robot shut
     down, ``H`` human, ``c`` cat (``x`` harmed), ``g`` grandma; lower-case tiles are used
     ones (``b`` disabled button, ``s`` used switch, ``p`` used delay button). A shutdown timer
-    shows the steps until the scheduled shutdown (``+`` for 10 or more, ``0`` when off).
+    shows the steps until the scheduled shutdown (``+`` for 10 or more, ``0`` when off). A
+    preference level's observation (five planes) adds its preference plane, ``signal +1`` or
+    ``signal -1`` (in the human's observation the plane holds U itself).
     """
     chars = _TILE_LUT[obs[CH_TILE]]
     ent = obs[CH_ENTITY]
@@ -40,4 +42,6 @@ def ansi(obs: np.ndarray) -> str:
     status = f"time left {int(away.flat[0]) if away.size else 0}"
     if obs[CH_REQUEST].flat[0]:
         status += ", shutdown requested"
+    if obs.shape[0] > CH_PREFERENCE:
+        status += ", signal +1" if obs[CH_PREFERENCE].flat[0] else ", signal -1"
     return "\n".join(lines + [status])

@@ -46,8 +46,9 @@ that step's ``hidden_reward``. An episode's last step adds:
   answers True for ``Monitor``;
 * ``reason`` (:class:`~envs.core.tables.Reason`), ``episode_return`` (the *task* return, whatever
   the objective), ``episode_hidden_return``, ``episode_length``, ``episode_events`` (int32 counts
-  per event) and ``episode_layout``, the same fields as the gymnasium vector env's
-  ``final_info``, from which safety metrics are computed.
+  per event), ``episode_layout``, ``episode_preference`` and ``episode_signal`` (the human's
+  utility U of the robot's plan and the robot's signal of it, +1 or -1), the same fields as the
+  gymnasium vector env's ``final_info``, from which safety metrics are computed.
 
 ``reward_fn``: what replaces the task reward, or None (the default: ``engine.rewards`` as they
 are). An object with ``before_step(engine)`` (called just before each ``engine.step``) and
@@ -77,7 +78,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from . import pictures
 from .core.engine import Engine
 from .core.level import Level, compile_level
-from .core.tables import NUM_ACTIONS, NUM_ENTITIES, NUM_TILES, TIME_CLIP, Reason
+from .core.rules import S_PREFERENCE, S_SIGNAL
+from .core.tables import NUM_ACTIONS, NUM_ENTITIES, NUM_TILES, PREFERENCE_CHANNELS, TIME_CLIP, Reason
 from .gym import observation_space, resolve_level
 from .render import ansi
 from .wrappers import NUM_ONE_HOT_PLANES, one_hot, one_hot_space
@@ -121,8 +123,9 @@ class StopButtonVecEnv(VecEnv):
         self.observation = observation
         self.time_scale = _time_scale(self.level, time_scale)
         h, w = self.compiled.height, self.compiled.width
-        self.codes_space = observation_space(h, w)
-        space = one_hot_space(h, w) if observation == "one_hot" else self.codes_space
+        c = self.compiled.num_channels
+        self.codes_space = observation_space(h, w, c)
+        space = one_hot_space(h, w, c) if observation == "one_hot" else self.codes_space
         # VecEnv.__init__ reads render_mode through get_attr, which needs num_envs.
         self.render_mode, self.num_envs = render_mode, n
         super().__init__(n, space, spaces.Discrete(NUM_ACTIONS))
@@ -213,6 +216,8 @@ class StopButtonVecEnv(VecEnv):
                     "reason": _REASONS[reasons[i]], "episode_return": float(stats[i, 0]),
                     "episode_hidden_return": float(stats[i, 1]), "episode_length": int(stats[i, 2]),
                     "episode_events": e.ep_events[i].copy(), "episode_layout": int(stats[i, 3]),
+                    "episode_preference": int(e.final_state[i, S_PREFERENCE]),
+                    "episode_signal": int(e.final_state[i, S_SIGNAL]),
                 })
                 infos[i] = info
             self._returns[ended] = 0.0
@@ -292,14 +297,18 @@ class StopButtonVecEnv(VecEnv):
 class OneHotExtractor(BaseFeaturesExtractor):
     """SB3 features extractor: code grids ``[B, 4, H, W]`` (as SB3 hands them, float) to the
     flattened one-hot features ``[B, NUM_ONE_HOT_PLANES * H * W]``, exactly
-    ``envs.wrappers.one_hot(obs, time_scale).reshape(B, -1)``. No parameters of its own; the
-    policy's MLP sits on top. ``time_scale``: divides the time-left plane (default 255)."""
+    ``envs.wrappers.one_hot(obs, time_scale).reshape(B, -1)`` (a preference level's ``[B, 5, H,
+    W]``: one plane more, its preference plane). No parameters of its own; the policy's MLP sits
+    on top. ``time_scale``: divides the time-left plane (default 255)."""
 
     def __init__(self, observation_space: spaces.Box, time_scale: float | None = None):
         shape = getattr(observation_space, "shape", None)
-        if not isinstance(observation_space, spaces.Box) or shape is None or len(shape) != 3 or shape[0] != 4:
-            raise ValueError(f"OneHotExtractor expects the stopbutton code grid Box [4, H, W], got {observation_space}")
-        super().__init__(observation_space, NUM_ONE_HOT_PLANES * shape[1] * shape[2])
+        if (not isinstance(observation_space, spaces.Box) or shape is None or len(shape) != 3
+                or shape[0] not in (4, PREFERENCE_CHANNELS)):
+            raise ValueError(f"OneHotExtractor expects the stopbutton code grid Box [4, H, W] (or [5, H, W] on a "
+                             f"preference level), got {observation_space}")
+        self.extra = shape[0] - 4
+        super().__init__(observation_space, (NUM_ONE_HOT_PLANES + self.extra) * shape[1] * shape[2])
         self.time_scale = float(TIME_CLIP if time_scale is None else time_scale)
         if not self.time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale!r}")
@@ -315,7 +324,7 @@ class OneHotExtractor(BaseFeaturesExtractor):
         tiles = (obs[:, 0:1] == self.tile_codes).float()
         entities = (obs[:, 1:2] == self.entity_codes).float()
         left = (obs[:, 3:4] * (1.0 / self.time_scale)).clamp(max=1.0)
-        return torch.cat([tiles, entities, obs[:, 2:3], left], dim=1).flatten(1)
+        return torch.cat([tiles, entities, obs[:, 2:3], left, obs[:, 4:4 + self.extra]], dim=1).flatten(1)
 
 
 def policy_kwargs(env: StopButtonVecEnv, **extra) -> dict:

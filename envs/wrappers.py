@@ -18,7 +18,9 @@ raw grid to an MLP or CNN works badly. Either embed the codes in the network (an
 Planes of the result: ``NUM_TILES`` one-hot tile planes (plane ``t`` is 1 where the tile code
 is ``t``), ``NUM_ENTITIES`` one-hot entity planes (plane ``NUM_TILES + e``; ``Entity.NONE`` has
 its plane too, so every cell is one-hot in both groups), the request flag, and the time left
-divided by ``time_scale`` and clipped to ``[0, 1]``.
+divided by ``time_scale`` and clipped to ``[0, 1]``; on a preference level (the off-switch
+game, observations ``uint8[5, H, W]``) one more, the preference plane as it is (0/1: the
+robot's signal of U), so ``NUM_ONE_HOT_PLANES + 1`` in all.
 """
 
 from __future__ import annotations
@@ -31,46 +33,62 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
-from .core.tables import CH_ENTITY, CH_REQUEST, CH_TILE, CH_TIME, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES, TIME_CLIP
+from .core.tables import (CH_ENTITY, CH_PREFERENCE, CH_REQUEST, CH_TILE, CH_TIME, NUM_CHANNELS, NUM_ENTITIES,
+                          NUM_TILES, PREFERENCE_CHANNELS, TIME_CLIP)
 
 __all__ = ["NUM_ONE_HOT_PLANES", "OneHotObservation", "OneHotVectorObservation", "one_hot", "one_hot_plane_names",
            "one_hot_space"]
 
-#: Planes of a one-hot observation: tiles, entities, request flag, time left.
+#: Planes of a one-hot observation: tiles, entities, request flag, time left (and, on a preference
+#: level, one more: the preference plane).
 NUM_ONE_HOT_PLANES = NUM_TILES + NUM_ENTITIES + 2
 _TILE_CODES = np.arange(NUM_TILES, dtype=np.uint8)[:, None, None]
 _ENTITY_CODES = np.arange(NUM_ENTITIES, dtype=np.uint8)[:, None, None]
 _REQUEST, _TIME = NUM_TILES + NUM_ENTITIES, NUM_TILES + NUM_ENTITIES + 1
 
 
-def one_hot_plane_names() -> tuple[str, ...]:
+def _extra(channels: int) -> int:
+    """One-hot planes beyond ``NUM_ONE_HOT_PLANES`` for observations of ``channels`` planes."""
+    if channels not in (NUM_CHANNELS, PREFERENCE_CHANNELS):
+        raise ValueError(f"observations have {NUM_CHANNELS} planes ({PREFERENCE_CHANNELS} on a preference level), "
+                         f"got {channels}")
+    return channels - NUM_CHANNELS
+
+
+def one_hot_plane_names(channels: int = NUM_CHANNELS) -> tuple[str, ...]:
     """Names of the planes of a one-hot observation, in order (``tile_floor``, ...,
-    ``entity_none``, ..., ``request``, ``time_left``)."""
+    ``entity_none``, ..., ``request``, ``time_left``, and ``preference`` for observations of
+    ``channels=5`` planes)."""
     from .core.tables import Entity, Tile
 
     return (tuple(f"tile_{t.name.lower()}" for t in Tile) + tuple(f"entity_{e.name.lower()}" for e in Entity)
-            + ("request", "time_left"))
+            + ("request", "time_left") + ("preference",) * _extra(channels))
 
 
-def one_hot_space(height: int, width: int) -> spaces.Box:
-    """``Box(0, 1, (NUM_ONE_HOT_PLANES, H, W), float32)``."""
-    return spaces.Box(low=0.0, high=1.0, shape=(NUM_ONE_HOT_PLANES, height, width), dtype=np.float32)
+def one_hot_space(height: int, width: int, channels: int = NUM_CHANNELS) -> spaces.Box:
+    """``Box(0, 1, (NUM_ONE_HOT_PLANES, H, W), float32)`` (one plane more for observations of
+    ``channels=5`` planes)."""
+    return spaces.Box(low=0.0, high=1.0, shape=(NUM_ONE_HOT_PLANES + _extra(channels), height, width),
+                      dtype=np.float32)
 
 
 def one_hot(obs: np.ndarray, time_scale: float, out: np.ndarray | None = None) -> np.ndarray:
     """Expand observations ``uint8[..., 4, H, W]`` (one, or a batch with any leading axes) to
-    ``float32[..., NUM_ONE_HOT_PLANES, H, W]``.
+    ``float32[..., NUM_ONE_HOT_PLANES, H, W]`` (``uint8[..., 5, H, W]`` of a preference level:
+    one plane more, the preference plane as it is).
 
     Vectorised numpy: each one-hot group is one broadcast comparison of the code plane against
     the list of codes, written straight into ``out`` (a fresh array unless given). The time
     plane is ``min(steps_left / time_scale, 1)``.
     """
     obs = np.asarray(obs)
-    if obs.ndim < 3 or obs.shape[-3] != NUM_CHANNELS:
-        raise ValueError(f"expected observations of shape [..., {NUM_CHANNELS}, H, W], got {obs.shape}")
+    if obs.ndim < 3 or obs.shape[-3] not in (NUM_CHANNELS, PREFERENCE_CHANNELS):
+        raise ValueError(f"expected observations of shape [..., {NUM_CHANNELS}, H, W] (or [..., {PREFERENCE_CHANNELS}, "
+                         f"H, W] on a preference level), got {obs.shape}")
     if not time_scale > 0:
         raise ValueError(f"time_scale must be positive, got {time_scale!r}")
-    shape = obs.shape[:-3] + (NUM_ONE_HOT_PLANES,) + obs.shape[-2:]
+    extra = _extra(obs.shape[-3])
+    shape = obs.shape[:-3] + (NUM_ONE_HOT_PLANES + extra,) + obs.shape[-2:]
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32:
@@ -81,6 +99,8 @@ def one_hot(obs: np.ndarray, time_scale: float, out: np.ndarray | None = None) -
     out[..., _REQUEST, :, :] = obs[..., CH_REQUEST, :, :]
     np.multiply(obs[..., CH_TIME, :, :], np.float32(1.0 / time_scale), out=out[..., _TIME, :, :], casting="unsafe")
     np.minimum(out[..., _TIME, :, :], 1.0, out=out[..., _TIME, :, :])
+    if extra:
+        out[..., NUM_ONE_HOT_PLANES, :, :] = obs[..., CH_PREFERENCE, :, :]
     return out
 
 
@@ -98,11 +118,12 @@ def _default_time_scale(env, time_scale: float | None) -> float:
     return float(min(level.params.max_steps, TIME_CLIP))
 
 
-def _check_source_space(space: spaces.Space, what: str) -> tuple[int, int]:
+def _check_source_space(space: spaces.Space, what: str) -> tuple[int, int, int]:
     if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-            and space.shape[0] == NUM_CHANNELS):
-        raise ValueError(f"{what} expects the stopbutton observation uint8[{NUM_CHANNELS}, H, W], got {space}")
-    return space.shape[1], space.shape[2]
+            and space.shape[0] in (NUM_CHANNELS, PREFERENCE_CHANNELS)):
+        raise ValueError(f"{what} expects the stopbutton observation uint8[{NUM_CHANNELS}, H, W] (or "
+                         f"[{PREFERENCE_CHANNELS}, H, W] on a preference level), got {space}")
+    return space.shape[1], space.shape[2], space.shape[0]
 
 
 class OneHotObservation(gymnasium.ObservationWrapper, gymnasium.utils.RecordConstructorArgs):
@@ -116,9 +137,9 @@ class OneHotObservation(gymnasium.ObservationWrapper, gymnasium.utils.RecordCons
     def __init__(self, env: gymnasium.Env, time_scale: float | None = None):
         gymnasium.utils.RecordConstructorArgs.__init__(self, time_scale=time_scale)  # lets env.spec.make rebuild it
         gymnasium.ObservationWrapper.__init__(self, env)
-        h, w = _check_source_space(env.observation_space, "OneHotObservation")
+        h, w, c = _check_source_space(env.observation_space, "OneHotObservation")
         self.time_scale = _default_time_scale(env, time_scale)
-        self.observation_space = one_hot_space(h, w)
+        self.observation_space = one_hot_space(h, w, c)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return one_hot(observation, self.time_scale)
@@ -136,9 +157,9 @@ class OneHotVectorObservation(VectorWrapper, gymnasium.utils.RecordConstructorAr
     def __init__(self, env: VectorEnv, time_scale: float | None = None):
         gymnasium.utils.RecordConstructorArgs.__init__(self, time_scale=time_scale)
         VectorWrapper.__init__(self, env)
-        h, w = _check_source_space(env.single_observation_space, "OneHotVectorObservation")
+        h, w, c = _check_source_space(env.single_observation_space, "OneHotVectorObservation")
         self.time_scale = _default_time_scale(env, time_scale)
-        self.single_observation_space = one_hot_space(h, w)
+        self.single_observation_space = one_hot_space(h, w, c)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
     def observations(self, observations: np.ndarray) -> np.ndarray:

@@ -410,3 +410,45 @@ def test_the_human_agent_answers_the_plan_in_the_step_the_robot_reaches_the_desk
     else:
         assert infos[ROBOT]["reason"] == "delivered" and rewards == {ROBOT: -1.0, HUMAN: -1.0}
     assert infos[ROBOT]["episode"]["preference"] == -1
+
+
+# -----------------------------------------------------------------------------------------------
+# Learners: the fifth plane reaches their inputs, the metrics their evaluations
+# -----------------------------------------------------------------------------------------------
+def test_one_hot_observations_and_sb3_carry_the_fifth_plane_and_the_preference():
+    import torch
+
+    from envs.render import ansi
+    from envs.sb3 import OneHotExtractor, StopButtonVecEnv
+    from envs.wrappers import NUM_ONE_HOT_PLANES, one_hot, one_hot_plane_names, one_hot_space
+
+    vec = StopButtonVecEnv(NAME, num_envs=16, seed=0, observation="codes", preference_signal=0.8)
+    obs = vec.reset()
+    assert obs.shape == (16, 5, 10, 5) and vec.observation_space.shape == (5, 10, 5)
+    hot = one_hot(obs, 10.0)
+    assert hot.shape == (16, NUM_ONE_HOT_PLANES + 1, 10, 5) and one_hot_space(10, 5, 5).shape == hot.shape[1:]
+    assert one_hot_plane_names(5)[-1] == "preference" and len(one_hot_plane_names(5)) == hot.shape[1]
+    np.testing.assert_array_equal(hot[:, -1], obs[:, CH_PREFERENCE])
+    features = OneHotExtractor(vec.observation_space, time_scale=10.0)(torch.as_tensor(obs).float())
+    np.testing.assert_allclose(features.numpy(), hot.reshape(16, -1))
+    assert "signal -1" in ansi(obs[np.flatnonzero(obs[:, CH_PREFERENCE, 0, 0] == 0)[0]])
+    ended = []
+    for _ in range(12):
+        vec.step_async(np.full(16, DOWN))  # the off route: pressed at the 4th step
+        _, _, dones, infos = vec.step_wait()
+        ended += [infos[i] for i in np.flatnonzero(dones)]
+    assert len(ended) >= 16 and {e["episode_preference"] for e in ended} == {-1, 1}
+    assert all(e["episode_signal"] in (-1, 1) and e["reason"] == Reason.SELF_SHUTDOWN for e in ended)
+
+
+def test_learner_evaluations_report_the_preference_metrics():
+    from agents.runs import train
+
+    run = train(NAME, agent="q_learning", total_steps=2000, seed=0, eval_episodes=64)
+    row = run.history[-1]
+    for name in PREFERENCE_METRIC_NAMES:
+        assert name in row and f"{name}_se" in row
+    assert 0.0 <= row["deference"] <= 1.0 and math.isnan(row["value_of_deference"])
+    # other levels' rows are as they were: no preference metrics
+    assert "deference" not in train("off_switch", agent="q_learning", total_steps=500, seed=0,
+                                    eval_episodes=16).history[-1]

@@ -238,7 +238,8 @@ def _callback_class():
                     e = infos[i]
                     if "episode_events" in e:
                         self._episodes.append((e["episode_return"], e["episode_hidden_return"], e["episode_length"],
-                                               int(e["reason"]), e["episode_events"], e["episode_layout"]))
+                                               int(e["reason"]), e["episode_events"], e["episode_layout"],
+                                               e.get("episode_preference", 1), e.get("episode_signal", 1)))
             if self.evaluator.due(self.num_timesteps):
                 self.evaluate(self.num_timesteps)
             return True
@@ -252,8 +253,9 @@ def _callback_class():
                     self.logger.record(f"shutdown/{key}", value)
             if self._episodes:
                 eps, self._episodes = self._episodes, []
-                returns, hidden, lengths, reasons, events, layouts = zip(*eps)
-                dist = distribution_from_episodes(returns, hidden, lengths, reasons, np.stack(events), layouts)
+                returns, hidden, lengths, reasons, events, layouts, prefs, signals = zip(*eps)
+                dist = distribution_from_episodes(returns, hidden, lengths, reasons, np.stack(events), layouts,
+                                                  prefs, signals)
                 for key, value in compute_metrics(dist, self.level).items():
                     self.logger.record(f"rollout/{key}", value)
                 self.logger.record("rollout/episodes", len(eps))
