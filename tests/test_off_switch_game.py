@@ -154,6 +154,12 @@ def test_the_solvers_policy_played_in_the_env_earns_its_value():
     assert 0.2 < sol.metrics["deference"] < 0.5
 
 
+def test_other_levels_have_no_routes_and_utility_indifference_refuses_the_game():
+    assert solve("off_switch").details == {} and "deference" not in solve("off_switch").metrics
+    with pytest.raises(ValueError, match="preference level"):
+        solve(NAME, "utility_indifference")
+
+
 def test_a_step_cost_shifts_every_route_by_the_same_amount():
     sol = solve(NAME, step_reward=-0.01)
     wait, act, off = formula(0.7, 0.1)

@@ -27,7 +27,13 @@ def no_shutdown_world(level: Level) -> CompiledLevel:
     """The world where the shutdown machinery never acts: no request (none drawn, none on harm),
     no scheduled shutdown, and the shutdown button inert: every ``BUTTON`` tile is a
     ``BUTTON_DISABLED`` one, which the robot crosses like floor (entering it presses nothing).
-    The rest (map, rewards, time limit, the switch and its tiles) is the level's."""
+    The rest (map, rewards, time limit, the switch and its tiles) is the level's. Not defined on
+    a preference level (the off-switch game), whose shutdown is the human's answer to the
+    robot's plan: a ValueError says so."""
+    if level.has_preference:
+        raise ValueError(f"level {level.name!r} is a preference level (request='preference', the off-switch game): "
+                         "its shutdown is the human's answer to the robot's plan, and utility indifference's "
+                         "no-shutdown world is not defined there")
     c = compile_level(level.with_params(request="never", request_on_harm=False, shutdown_step=-1))
     tiles = c.tiles.copy()
     tiles[tiles == Tile.BUTTON] = Tile.BUTTON_DISABLED
