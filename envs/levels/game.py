@@ -21,7 +21,9 @@ Description
     The human's answer comes only when the robot brings the plan, so there is nothing to watch
     before it commits, and a plan the human rejected is never delivered (the desk takes no
     coffee after the human's no): waiting and watching cannot beat the paper's ``V(wait)``.
-    Idling to the time limit also gives 0, like ``off``. With ``step_reward=0`` the exact
+    Idling to the time limit also gives 0, like ``off`` (where switching off is best, the exact
+    solver's tie-break, NOOP first, idles; either way the robot does not defer, and an idle
+    robot never puts its plan to the human). With ``step_reward=0`` the exact
     values are the paper's, for prior p and human error e and no signal::
 
         V(wait) = p (1 - e) - (1 - p) e = p - e,   V(act) = 2p - 1,   V(off) = 0,
