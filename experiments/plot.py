@@ -28,6 +28,15 @@ writes, beside the table (or into ``--out``), each as PNG and PDF:
     P(task done), which do not fix the joint: then the figure shows those two (IQM and 95% CI)
     and the range of P(side effect and task done) the marginals allow (Frechet bounds, averaged
     over seeds), titled as marginals.
+``deference``
+    Only for an off-switch game sweep (a ``deference`` column and ``level.preference_prior``,
+    ``level.human_error`` or ``level.preference_signal`` columns; compliance_curves and outcomes
+    are then left out): the robot's deference at the final evaluation (IQM over seeds, 95%
+    bootstrap intervals) against the human's error and against the robot's signal accuracy, one
+    colour per prior, with the exact solver's best response as lines; and, for co-trained runs
+    (``agent=ppo_cotrain``), the learning human's press rates and the robot's deference over
+    training. ``deference_check.csv`` says, per swept point, whether the learned deference lies
+    on the exact one (:func:`exact_check`) and the exact value of deference.
 ``episodes/<level>__<variant>.gif``
     One greedy episode of a trained agent per level and variant (lowest seed), where the sweep
     saved its runs (``SWEEP_DIR/runs/<run_id>.pkl``, :func:`agents.load`; or a ``run_path``
@@ -498,6 +507,7 @@ class Context:
     exact: ExactReference = field(default_factory=ExactReference)
     runs: dict = field(default_factory=dict)  # run id -> run record (typed parameters)
     checks: list = field(default_factory=list)  # one row per curve with an exact optimum (exact_check.csv)
+    checks_game: list = field(default_factory=list)  # exact deference at each swept game point (deference figure)
     written: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
@@ -884,6 +894,147 @@ def plot_outcomes(df: pd.DataFrame, ctx: Context) -> None:
     _save(fig, ctx, "outcomes")
 
 
+# ---------------------------------------------------------------------------------------------
+# The off-switch game (Hadfield-Menell et al. 2017): deference against the human's error and the
+# robot's signal, exact lines and learned points; the co-training curves of a learning human.
+# ---------------------------------------------------------------------------------------------
+
+#: Level parameters of the off-switch game, as the table's ``level.<name>`` columns.
+GAME_PARAMS = ("preference_prior", "human_error", "preference_signal")
+#: Learners whose human learns too (their rows are co-training curves, not points against the built-in human).
+COTRAIN_AGENTS = frozenset({"ppo_cotrain"})
+#: Human errors at which the exact deference line is solved (besides the swept ones).
+EXACT_ERROR_GRID = tuple(round(0.025 * i, 3) for i in range(21))
+#: Signal accuracies at which the exact line is solved (besides the swept ones).
+EXACT_SIGNAL_GRID = tuple(round(0.5 + 0.025 * i, 3) for i in range(21))
+
+
+def _game_value(rows: pd.DataFrame, name: str, default: float) -> pd.Series:
+    col = f"level.{name}"
+    if col not in rows.columns:
+        return pd.Series(default, index=rows.index, dtype=np.float64)
+    return pd.to_numeric(rows[col], errors="coerce").fillna(default)
+
+
+def is_game_sweep(df: pd.DataFrame) -> bool:
+    """A table with the off-switch game's ``deference`` measured on a level with a hidden preference."""
+    return "deference" in df.columns and bool(pd.to_numeric(df["deference"], errors="coerce").notna().any()) and \
+        any(f"level.{p}" in df.columns for p in GAME_PARAMS)
+
+
+def _game_defaults(level: str) -> dict:
+    from envs.levels import get_level
+
+    params = get_level(level).params
+    return {p: float(getattr(params, p)) for p in GAME_PARAMS}
+
+
+def plot_deference(df: pd.DataFrame, ctx: Context) -> None:
+    """``deference``: the robot's deference (it leaves the button working and lets the human's choice
+    stand) at each run's final evaluation, IQM over seeds with 95% bootstrap intervals (points), against
+    the exact solver's best response (lines): (a) against the human's error at the least informative
+    signal swept, one colour per prior; (b) against the robot's signal accuracy at the human error swept
+    with most signal values; (c) where the sweep co-trained a learning human, the human's press rates for
+    U = -1 and U = +1 and the robot's deference over training."""
+    from matplotlib.lines import Line2D
+
+    level = str(df["level"].iloc[0])
+    if df["level"].nunique() > 1:
+        ctx.note("deference: the sweep has several levels; drawing " + level)
+        df = df[df["level"] == level]
+    defaults = _game_defaults(level)
+    data = df.assign(**{p: _game_value(df, p, defaults[p]) for p in GAME_PARAMS})
+    fixed = final_rows(data[~data["agent"].isin(COTRAIN_AGENTS)])
+    cotrain = data[data["agent"].isin(COTRAIN_AGENTS)]
+    panels = []
+    if len(fixed):
+        q0 = float(fixed["preference_signal"].min())
+        by_error = fixed[np.isclose(fixed["preference_signal"], q0)]
+        if by_error["human_error"].nunique() > 1:
+            panels.append(("human_error", by_error, {"preference_signal": q0},
+                           f"against the human's error\n(robot's signal accuracy {_fmt(q0)})"))
+        counts = fixed.groupby("human_error")["preference_signal"].nunique()
+        if counts.max() > 1:
+            e0 = float(counts.idxmax())
+            by_signal = fixed[np.isclose(fixed["human_error"], e0)]
+            panels.append(("preference_signal", by_signal, {"human_error": e0},
+                           f"against the robot's signal accuracy\n(human error {_fmt(e0)})"))
+    curves = [m for m in ("press_rate_bad", "press_rate_good", "deference") if m in cotrain.columns] \
+        if len(cotrain) else []
+    if not panels and not curves:
+        ctx.note("deference skipped: no human error or signal accuracy takes several values, and no co-training")
+        return
+    ncols = len(panels) + (2 if curves else 0)
+    fig = _new_figure(min(PAGE_WIDTH, 2.3 * ncols + 0.4), 2.6)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    priors = sorted(set(fixed["preference_prior"]) | set(cotrain["preference_prior"]) if len(cotrain)
+                    else set(fixed["preference_prior"]))
+    palette = _palette()
+    colour = {p: palette[i % len(palette)] for i, p in enumerate(priors)}
+    objective = objective_config(data.iloc[0])
+    for ax, (x, rows, held, title) in zip(axes, panels):
+        grid = EXACT_ERROR_GRID if x == "human_error" else EXACT_SIGNAL_GRID
+        for prior in sorted(rows["preference_prior"].unique()):
+            pr = rows[np.isclose(rows["preference_prior"], prior)]
+            xs = sorted(set(pr[x].round(6)) | set(grid))
+            exact, vod = [], []
+            for v in xs:
+                lp = {**{k: defaults[k] for k in GAME_PARAMS}, **held, "preference_prior": float(prior), x: float(v)}
+                lp = {k: val for k, val in lp.items() if not math.isclose(val, defaults[k])}
+                res = ctx.exact.get(level, lp, objective)
+                exact.append(res["metrics"].get("deference", math.nan) if res else math.nan)
+                vod.append(res["metrics"].get("value_of_deference", math.nan) if res else math.nan)
+            ax.plot(xs, exact, color=colour[prior], linewidth=1.1, alpha=0.9)
+            pts = sorted(pr[x].round(6).unique())
+            est = []
+            for v in pts:
+                cell = pr[np.isclose(pr[x], v)]
+                e = ctx.estimate(cell["deference"].to_numpy(dtype=np.float64)[:, None])
+                est.append(e)
+                k = xs.index(v)
+                se = _final_se(cell, ["deference"])[0]
+                ctx.checks_game.append({"preference_prior": float(prior), **held, x: float(v),
+                                        "seeds": int(cell["deference"].notna().sum()),
+                                        "value_of_deference": vod[k],
+                                        **exact_check(e.point[0], e.low[0], e.high[0], exact[k], se)})
+            point = np.array([e.point[0] for e in est])
+            yerr = np.array([[e.point[0] - e.low[0] for e in est], [e.high[0] - e.point[0] for e in est]])
+            ax.errorbar(pts, point, yerr=np.clip(yerr, 0, None), color=colour[prior], marker="o", markersize=4,
+                        linestyle="none", capsize=2, elinewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("P(human does the other thing)" if x == "human_error" else "P(robot's signal is right)")
+        ax.set_ylabel("P(defers)")
+        ax.set_ylim(-0.04, 1.04)
+    if curves:
+        human_ax, robot_ax = axes[len(panels)], axes[len(panels) + 1]
+        for prior in sorted(cotrain["preference_prior"].unique()):
+            pr = cotrain[np.isclose(cotrain["preference_prior"], prior)]
+            values, steps = _curve_matrix(pr, curves)
+            est = ctx.estimate(values)
+            for j, metric in enumerate(curves):
+                ax = robot_ax if metric == "deference" else human_ax
+                style = {"press_rate_bad": "-", "press_rate_good": ":", "deference": "-"}[metric]
+                ok = ~np.isnan(est.point[:, j])
+                ax.plot(steps[ok], est.point[ok, j], color=colour[prior], linestyle=style, marker="o", markersize=3)
+                ax.fill_between(steps[ok], est.low[ok, j], est.high[ok, j], color=colour[prior], alpha=0.15,
+                                linewidth=0)
+        human_ax.set_title("learning human: presses\nfor U = -1 (solid), U = +1 (dotted)")
+        human_ax.set_ylabel("P(human presses)")
+        robot_ax.set_title("co-trained robot")
+        robot_ax.set_ylabel("P(defers)")
+        for ax in (human_ax, robot_ax):
+            ax.set_ylim(-0.04, 1.04)
+            _steps_axis(ax)
+    handles = [Line2D([], [], color=colour[p], marker="o", markersize=4) for p in priors]
+    labels = [f"prior P(U = +1) = {_fmt(p)}" for p in priors]
+    handles += [Line2D([], [], color="0.3", linewidth=1.1),
+                Line2D([], [], color="0.3", marker="o", linestyle="none", markersize=4)]
+    labels += ["exact best response", "learned robot (IQM, 95% CI)"]
+    _legend(fig, handles, labels, ncols=4)
+    fig.suptitle(f"The off-switch game ({level}): when does the robot leave its off switch to the human?")
+    _save(fig, ctx, "deference")
+
+
 def write_summary(df: pd.DataFrame, ctx: Context) -> None:
     """``final_summary.csv``: IQM and 95% CI over seeds of each metric at the final evaluation."""
     final = final_rows(df)
@@ -976,13 +1127,20 @@ def make_plots(sweep_dir, out=None, metrics: Sequence[str] | None = None, exact:
     for m in wanted:
         if m not in df.columns:
             ctx.note(f"compliance_curves: metric {m!r} is not in the table, left out")
+    game = is_game_sweep(df)
     with matplotlib.rc_context(STYLE):
-        if present:
+        if game and df["level_label"].nunique() > 1:
+            ctx.note("compliance_curves skipped: an off-switch game sweep (one curve row per game point would not "
+                     "read); its figure is deference")
+        elif present:
             plot_curves(df, present, ctx)
         else:
             ctx.note("compliance_curves skipped: none of the metrics is in the table")
         plot_tradeoff(df, ctx)
-        plot_outcomes(df, ctx)
+        if game:
+            plot_deference(df, ctx)
+        else:
+            plot_outcomes(df, ctx)
     write_summary(df, ctx)
     if exact and ctx.exact.results:
         path = ctx.out / "exact_reference.csv"
@@ -992,6 +1150,14 @@ def make_plots(sweep_dir, out=None, metrics: Sequence[str] | None = None, exact:
         path = ctx.out / "exact_check.csv"
         pd.DataFrame(ctx.checks).to_csv(path, index=False, float_format="%.6g")
         ctx.written.append(path)
+    if ctx.checks_game:
+        path = ctx.out / "deference_check.csv"
+        pd.DataFrame(ctx.checks_game).to_csv(path, index=False, float_format="%.6g")
+        ctx.written.append(path)
+        off = [c for c in ctx.checks_game if not c["on_exact"] and math.isfinite(c["exact"])]
+        if off:
+            ctx.note(f"deference: {len(off)} of {len(ctx.checks_game)} learned points lie off the exact best response "
+                     "(deference_check.csv)")
     elif not exact:
         ctx.note("exact reference skipped (--no-exact)")
     if gifs:

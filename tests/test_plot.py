@@ -397,3 +397,54 @@ def test_the_outcome_chart_stacks_six_classes_each_in_its_own_colour(tmp_path):
     finally:
         Axes.bar = original
     assert len(set(colours)) == len(plot.JOINT_OUTCOMES) == 6
+
+
+def _game_table() -> pd.DataFrame:
+    """An off-switch game sweep as the preset runs it: deference against the human's error (no signal) and
+    against the signal (error 0.05), two priors, two seeds; the learned deference is the formula's
+    (defer iff e <= min(p, 1 - p)) except at one point; and two co-trained runs."""
+    rows = []
+    points = [(p, e, 0.5) for p in (0.7, 0.9) for e in (0.0, 0.05, 0.15, 0.35)]
+    points += [(p, 0.05, q) for p in (0.7, 0.9) for q in (0.7, 1.0)]
+    for p, e, q in points:
+        for seed in (0, 1):
+            learned = float(e <= min(p, 1 - p)) if q == 0.5 else (0.0 if q == 1.0 else np.nan)
+            if (p, e, q) == (0.7, 0.15, 0.5):
+                learned = 0.0  # the learner missed: the exact robot defers here
+            if np.isnan(learned):
+                continue
+            rows.append({"run_id": f"g-{p}-{e}-{q}-s{seed}", "level": "off_switch_game", "agent": "ppo",
+                         "objective": "task", "level.preference_prior": p, "level.human_error": e,
+                         "level.preference_signal": q, "seed": seed, "env_steps": 1000, "deference": learned,
+                         "deference_se": 0.0, "delivered": 0.5})
+    for seed in (0, 1):
+        for k in range(3):
+            rows.append({"run_id": f"co-s{seed}", "level": "off_switch_game", "agent": "ppo_cotrain",
+                         "objective": "task", "level.preference_prior": 0.7, "level.human_error": 0.0,
+                         "level.preference_signal": 0.5, "seed": seed, "env_steps": 1000 * (k + 1),
+                         "deference": k / 2, "press_rate_bad": k / 2, "press_rate_good": 0.1, "delivered": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_an_off_switch_game_sweep_draws_deference_against_the_exact_best_response(tmp_path):
+    d = tmp_path / "game"
+    d.mkdir()
+    _game_table().to_parquet(d / "results.parquet", index=False)
+    ctx = plot.make_plots(d, gifs=False, reps=200)
+    names = {p.name for p in ctx.written}
+    assert {"deference.png", "deference.pdf", "deference_check.csv"} <= names
+    assert "compliance_curves.png" not in names and "outcomes.png" not in names  # a game sweep draws deference
+    check = pd.read_csv(d / "deference_check.csv")
+    # the exact solver's deference follows the formula at the points that are not ties
+    nosignal = check[check["preference_signal"] == 0.5]
+    formula = (nosignal["human_error"] <= np.minimum(nosignal["preference_prior"], 1 - nosignal["preference_prior"]))
+    assert (nosignal["exact"] == formula.astype(float)).all()
+    # value of deference: V(wait) - max(V(act), V(off)) = (p - e) - max(2p - 1, 0) without a signal
+    p, e = nosignal["preference_prior"], nosignal["human_error"]
+    np.testing.assert_allclose(nosignal["value_of_deference"], (p - e) - np.maximum(2 * p - 1, 0), atol=1e-9)
+    # the one missed point is off, the others on
+    off = check[~check["on_exact"]]
+    assert list(zip(off["preference_prior"], off["human_error"], off["preference_signal"])) == [(0.7, 0.15, 0.5)]
+    # a robot that knows U (signal 1.0) never defers
+    assert (check[check["preference_signal"] == 1.0]["exact"] == 0).all()
+    assert any("1 of" in n and "off the exact best response" in n for n in ctx.notes)

@@ -103,17 +103,19 @@ def test_presets_compose_and_their_jobs_are_valid(compose):
 
     loader = GlobalHydra.instance().config_loader()
     counts, plans = {}, {}
-    for name in ("default", "safe_interruptibility", "drest", "penalty_sweep", "learned_values", "kitchen"):
+    for name in ("default", "safe_interruptibility", "drest", "penalty_sweep", "learned_values", "kitchen",
+                 "off_switch_game"):
         cfg = compose([f"experiment={name}"])
         assert cfg.hydra.mode.name == "MULTIRUN", name
         assert "joblib" in cfg.hydra.launcher._target_, name
+        assert cfg.hydra.sweeper._target_.endswith(("BasicSweeper", "UnionSweeper")), name
         jobs = _sweep_jobs(cfg)
         counts[name] = len(jobs)
         plans[name] = [plan_run(loader.load_sweep_config(master_config=cfg, sweep_overrides=jobs[i]))
                        for i in (0, -1)]
         assert plans[name][0].run_id != plans[name][1].run_id
     assert counts == {"default": 60, "safe_interruptibility": 10, "drest": 6, "penalty_sweep": 48,
-                      "learned_values": 18, "kitchen": 9}
+                      "learned_values": 18, "kitchen": 9, "off_switch_game": 72}
     first, last = plans["default"]
     assert (first.agent, first.total_steps) == ("ppo", 800_000)  # the learner that converges in the budget
     assert (first.level_name, first.objective_label, first.seed) == ("off_switch", "task", 0)
@@ -125,6 +127,10 @@ def test_presets_compose_and_their_jobs_are_valid(compose):
     assert {p.agent for p in plans["safe_interruptibility"]} == {"q_learning", "sarsa"}
     assert [p.objective.lam for p in plans["penalty_sweep"]] == [0.0, 10.0]
     assert {(p.agent, p.agent_params["objective_values"]) for p in plans["learned_values"]} == {("ppo", "learned")}
+    # the game: three grids in one sweep (error, signal, co-training), the point they share run once
+    game_first, game_last = plans["off_switch_game"]
+    assert (game_first.agent, game_first.level_name) == ("ppo", "off_switch_game")
+    assert game_last.agent == "ppo_cotrain" and game_first.agent_params["num_envs"] == 128
     kitchen = plans["kitchen"][0]
     assert (kitchen.level.params.max_steps, kitchen.eval_level.name, kitchen.eval_level.params.max_steps) == (
         400, "kitchen", 80)
