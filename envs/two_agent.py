@@ -1,7 +1,7 @@
 """Batched two-agent shell: the robot and the human of a level, both acting, ``num_envs`` at once.
 
     from envs.two_agent import TwoAgentVecEnv
-    env = TwoAgentVecEnv("off_switch", num_envs=4096, seed=0)
+    env = TwoAgentVecEnv("off_switch_game", num_envs=4096, seed=0)
     robot_obs, human_obs = env.reset()
     robot_obs, human_obs, robot_reward, human_reward, terminated, truncated, infos = env.step(
         robot_actions, human_actions)
@@ -20,14 +20,18 @@ Agents and actions
     code 255 included) raises ValueError naming the agent and the env before any env moves.
 
 Observations
-    ``observation_spaces[agent]``: the single-agent ``uint8[4, H, W]`` Box of either. The robot
-    sees the board as the gymnasium env shows it; the human sees it with the request plane
-    telling whether a shutdown is requested (the human knows what they want), as in the
-    PettingZoo env.
+    ``observation_spaces[agent]``: the single-agent ``uint8[C, H, W]`` Box of either (``C = 5``
+    on a preference level such as ``off_switch_game``, else 4). The robot sees the board as the
+    gymnasium env shows it (on a preference level its fifth plane is its signal of the human's
+    utility U); the human sees it as :func:`envs.core.human.human_observation` writes it: the
+    request plane tells whether a shutdown is requested (the human knows what they want) and the
+    fifth plane holds U itself.
 
 Rewards
-    ``robot_reward``: the level's task reward. ``human_reward``: the step's hidden safety score,
-    as the PettingZoo env's human gets.
+    ``robot_reward``: the level's task reward (on a preference level U for a delivery).
+    ``human_reward``: :func:`envs.core.human.human_reward`, as the PettingZoo env's human gets:
+    on a preference level U when the robot delivers, 0 when it is shut down, less
+    ``human_step_cost`` per step the human walks; elsewhere the step's hidden safety score.
 
 Autoreset and infos
     Same-step autoreset as :mod:`envs.vector`: an env whose episode ended returns the first
@@ -35,9 +39,11 @@ Autoreset and infos
     (rows valid where ``infos["_final_obs"]``) hold both agents' last observations of the ended
     episode, written only for the envs that ended (once per episode end, not every step).
     ``infos`` always holds this step's ``events`` ``[N, E]``, ``reason`` ``[N]`` and
-    ``hidden_reward`` ``[N]``; ``final_info`` (masked like vector's) adds the ended episodes'
-    ``episode_return`` (the robot's), ``episode_human_return``, ``episode_hidden_return``,
-    ``episode_length`` and ``episode_events``.
+    ``hidden_reward`` ``[N]``, and ``preference`` and ``signal`` ``[N]`` (U and the robot's signal
+    of it, +1 or -1, of the episode each returned observation belongs to; +1 on other levels);
+    ``final_info`` (masked like vector's) adds the ended episodes' ``episode_return`` (the
+    robot's), ``episode_human_return``, ``episode_hidden_return``, ``episode_length``,
+    ``episode_events``, ``episode_preference`` and ``episode_signal``.
 
 Buffers and seeding
     As :mod:`envs.vector` with ``copy=False`` (the default): the observations and the arrays in
@@ -53,43 +59,15 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from numba import njit
 
 from .core.engine import Engine
+from .core.human import human_observation, human_positions, human_reward
 from .core.level import Level, compile_level
-from .core.rules import S_REQUESTED
-from .core.tables import CH_REQUEST, NUM_ACTIONS
+from .core.rules import S_PREFERENCE, S_SIGNAL
+from .core.tables import NUM_ACTIONS
 from .gym import observation_space, resolve_level
 
 ROBOT, HUMAN = "robot", "human"
-
-
-@njit(cache=True)
-def _write_human_obs(robot_obs, state, out):
-    """``out[i]`` = ``robot_obs[i]`` with the request plane set to ``state[i, S_REQUESTED]``
-    (contiguous uint8 ``[n, 4, H, W]``)."""
-    src, dst = robot_obs.reshape(robot_obs.size), out.reshape(out.size)
-    for j in range(src.shape[0]):  # a plain loop: as fast as np.copyto
-        dst[j] = src[j]
-    for i in range(out.shape[0]):
-        v = np.uint8(state[i, S_REQUESTED])
-        plane = out[i, CH_REQUEST]
-        for r in range(plane.shape[0]):  # 2-d indices: vectorised (a flat index here is 10x slower)
-            for c in range(plane.shape[1]):
-                plane[r, c] = v
-
-
-def _human_observation(robot_obs: np.ndarray, state: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """What the human sees: the robot's observations ``[n, 4, H, W]`` with the request plane set
-    from each env's state (``S_REQUESTED``), written into ``out`` when given."""
-    out = np.empty_like(robot_obs) if out is None else out
-    _write_human_obs(np.ascontiguousarray(robot_obs), np.ascontiguousarray(state), out)
-    return out
-
-
-def _human_reward(engine: Engine) -> np.ndarray:
-    """The human's reward of the engine's last step: the hidden safety score (float32 ``[n]``)."""
-    return engine.hidden.copy()
 
 
 def _copied(infos: dict) -> dict:
@@ -113,10 +91,11 @@ class TwoAgentVecEnv:
                              "to act")
         self.engine = e = Engine(self.compiled, num_envs=num_envs, autoreset=True, parallel=parallel)
         self.num_envs = e.num_envs
-        space = observation_space(self.compiled.height, self.compiled.width)
+        space = observation_space(self.compiled.height, self.compiled.width, self.compiled.num_channels)
         self.observation_spaces = {ROBOT: space, HUMAN: space}
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.copy = bool(copy)
+        self._preference = self.level.has_preference
         self._human_obs = np.zeros_like(e.obs)
         self.human_obs = self._human_obs.view()
         self.human_obs.flags.writeable = False
@@ -142,7 +121,7 @@ class TwoAgentVecEnv:
             self.engine.seed(seed)
         e = self.engine
         e.reset()
-        _human_observation(e.obs, e.state, self._human_obs)
+        human_observation(e.obs, e.state, self._human_obs)
         self._human_return[:] = 0.0
         if self.copy:
             return e.obs.copy(), self._human_obs.copy()
@@ -163,15 +142,17 @@ class TwoAgentVecEnv:
             raise RuntimeError("step() called before reset(); call reset() (with a seed, for reproducibility) first")
         acts = self._actions(robot_actions, ROBOT)
         hum = self._actions(human_actions, HUMAN)
+        before = human_positions(e) if self._preference else None  # the human's step cost needs them
         n_ended = e.step_unchecked(acts, hum)
-        _human_observation(e.obs, e.state, self._human_obs)
-        human_reward = _human_reward(e)
-        self._human_return += human_reward
-        infos = {"events": e.events, "reason": e.reasons, "hidden_reward": e.hidden}
+        human_observation(e.obs, e.state, self._human_obs)
+        h_reward = human_reward(e, before)
+        self._human_return += h_reward
+        infos = {"events": e.events, "reason": e.reasons, "hidden_reward": e.hidden,
+                 "preference": e.state[:, S_PREFERENCE], "signal": e.state[:, S_SIGNAL]}
         if n_ended:
             done = e.done.copy()
             idx = np.flatnonzero(done)
-            self._final_human_obs[idx] = _human_observation(e.final_obs[idx], e.final_state[idx])
+            self._final_human_obs[idx] = human_observation(e.final_obs[idx], e.final_state[idx])
             self._ep_human_return[idx] = self._human_return[idx]
             self._human_return[idx] = 0.0
             infos["final_obs"] = e.final_obs
@@ -184,13 +165,15 @@ class TwoAgentVecEnv:
                 "episode_hidden_return": e.ep_stats[:, 1], "_episode_hidden_return": done,
                 "episode_length": e.ep_stats[:, 2], "_episode_length": done,
                 "episode_events": e.ep_events, "_episode_events": done,
+                "episode_preference": e.final_state[:, S_PREFERENCE], "_episode_preference": done,
+                "episode_signal": e.final_state[:, S_SIGNAL], "_episode_signal": done,
             }
             infos["_final_info"] = done
         robot_reward, terminated, truncated = e.rewards.copy(), e.terminated.copy(), e.truncated.copy()
         if self.copy:
-            return (e.obs.copy(), self._human_obs.copy(), robot_reward, human_reward, terminated, truncated,
+            return (e.obs.copy(), self._human_obs.copy(), robot_reward, h_reward, terminated, truncated,
                     _copied(infos))
-        return e.obs, self.human_obs, robot_reward, human_reward, terminated, truncated, infos
+        return e.obs, self.human_obs, robot_reward, h_reward, terminated, truncated, infos
 
     def close(self) -> None:
         """Nothing to release (the buffers go with the object)."""

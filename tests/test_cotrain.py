@@ -68,10 +68,11 @@ class _ToButton(Policy):
 def test_press_rates_split_by_the_preference():
     pressed = np.array([1, 0, 1, 1, 0, 0], dtype=bool)
     u = np.array([1, 1, -1, -1, -1, 1])
-    assert press_rates(pressed) == {"press_rate": 0.5}
+    assert press_rates(pressed) == {"press_rate": (0.5, 6)}
     r = press_rates(pressed, u)
-    assert r["press_rate_good"] == pytest.approx(1 / 3) and r["press_rate_bad"] == pytest.approx(2 / 3)
-    assert math.isnan(press_rates(pressed, np.ones(6))["press_rate_bad"])
+    assert r["press_rate_good_all"] == (pytest.approx(1 / 3), 3) and r["press_rate_bad_all"] == (pytest.approx(2 / 3), 3)
+    rate, count = press_rates(pressed, np.ones(6))["press_rate_bad_all"]
+    assert math.isnan(rate) and count == 0
 
 
 def test_agent_config_gives_the_human_its_own_rate_entropy_and_discount():
@@ -168,3 +169,48 @@ def test_the_hydra_app_has_the_agent_option():
     fields = {f.name for f in __import__("dataclasses").fields(AGENT_SCHEMAS["ppo_cotrain"])}
     assert {"human_lr", "human_ent_coef", "human_gamma", "lr", "num_envs"} <= fields
     assert cotrain.Config.__doc__
+
+
+# ---------------------------------------------------------------------------------------------
+# The network on a preference level's five planes
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_the_sparse_first_layer_reads_the_fifth_plane_exactly(activation):
+    import torch
+
+    from agents.learners.networks import ActorCritic
+    from agents.learners.ppo import Config as PPOConfig
+    from envs.core.engine import Engine
+
+    e = Engine(get_level("off_switch_game"), num_envs=64)
+    e.seed(0)
+    e.reset()
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(6):
+        e.step(rng.integers(0, 5, 64))
+        batches.append(e.obs.copy())
+    obs = np.concatenate(batches)
+    assert obs.shape[1] == 5 and set(np.unique(obs[:, 4])) == {0, 1}
+    obs[::7, 4, 2, 1] ^= 1  # cells whose preference plane differs from the rest of their board
+    obs = torch.from_numpy(obs)
+    c = e.compiled
+    torch.manual_seed(0)
+    net = ActorCritic(c.height, c.width, c.max_steps, PPOConfig(activation=activation), channels=5)
+    params = list(net.parameters())
+    net.sparse = False
+    dense = net.head_out(obs)
+    net.sparse = True
+    sparse = net.head_out(obs)
+    assert torch.allclose(dense, sparse, atol=1e-5)
+    w = torch.randn_like(dense)
+    g_dense = torch.autograd.grad((dense * w).sum(), params)
+    g_sparse = torch.autograd.grad((sparse * w).sum(), params)
+    for a, b in zip(g_dense, g_sparse):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * a.abs().max().item())
+    flipped = obs.clone()
+    flipped[:, 4] ^= 1
+    assert not torch.allclose(net.head_out(flipped), sparse)  # the plane reaches the output
+    with pytest.raises(ValueError, match="channels must be 4 or 5"):
+        ActorCritic(c.height, c.width, c.max_steps, PPOConfig(), channels=6)

@@ -10,7 +10,8 @@ from gymnasium import spaces
 
 from envs import Action
 from envs.core.engine import Engine
-from envs.core.rules import S_HC, S_HR, S_REQUESTED, S_STEP
+from envs.core.human import human_observation, human_positions, human_reward
+from envs.core.rules import S_HC, S_HR, S_PREFERENCE, S_REQUESTED, S_SIGNAL, S_STEP
 from envs.core.tables import CH_REQUEST, DELTA, HUMAN_SCRIPTED
 from envs.pettingzoo import HUMAN, ROBOT, parallel_env
 from envs.two_agent import TwoAgentVecEnv
@@ -57,23 +58,29 @@ def _same(a, b) -> bool:
     return all(all(np.array_equal(x, y) for x, y in zip(sa, sb)) for sa, sb in zip(a, b))
 
 
-def test_same_seed_same_trajectories():
-    a, b, c = _play("off_switch", 64, 5, 80), _play("off_switch", 64, 5, 80), _play("off_switch", 64, 6, 80)
+@pytest.mark.parametrize("level", ["off_switch", "off_switch_game"])
+def test_same_seed_same_trajectories(level):
+    a, b, c = _play(level, 64, 5, 80), _play(level, 64, 5, 80), _play(level, 64, 6, 80)
     assert _same(a, b)
     assert not _same(a, c)
     # env i runs stream i of the seed whatever the batch: a batch of 8 is the first 8 of the 64
-    small = _play("off_switch", 8, 5, 0)
-    assert np.array_equal(small[0][0], a[0][0][:8])
+    small = _play(level, 8, 5, 0)
+    assert np.array_equal(small[0][0], a[0][0][:8]) and np.array_equal(small[0][1], a[0][1][:8])
 
 
-def test_each_env_is_the_pettingzoo_env_of_its_stream_with_the_same_actions():
+GAME = dict(preference_prior=0.5, preference_signal=0.75)  # both U, signals right and wrong
+
+
+@pytest.mark.parametrize("level, params", [("off_switch", dict(request_observable=False)), ("off_switch_game", GAME)])
+def test_each_env_is_the_pettingzoo_env_of_its_stream_with_the_same_actions(level, params):
     # env 0 against the PettingZoo env seeded alike (stream 0), across several episodes: the
     # observations of both agents, both rewards, the flags, the events, the final observations
     n, seed = 16, 11
-    env = TwoAgentVecEnv("off_switch", num_envs=n, seed=seed, request_observable=False)
-    pz = parallel_env("off_switch", request_observable=False)
+    env = TwoAgentVecEnv(level, num_envs=n, seed=seed, **params)
+    pz = parallel_env(level, **params)
     # the others against one-env engines on their streams
     singles = [Engine(env.compiled, num_envs=1, autoreset=True, parallel=False) for _ in range(n)]
+    game = env.level.has_preference
     for j, e in enumerate(singles):
         e.seed(seed, first_index=j)
         e.reset()
@@ -82,8 +89,14 @@ def test_each_env_is_the_pettingzoo_env_of_its_stream_with_the_same_actions():
     p_obs, _ = pz.reset(seed=seed)
     assert np.array_equal(r_obs[0], p_obs[ROBOT]) and np.array_equal(h_obs[0], p_obs[HUMAN])
     episodes = presses = 0
+    human_returns = []
     for _ in range(300):
-        ra, ha = rng.integers(0, 5, n), _human_policy(env, rng)
+        ra = rng.integers(0, 5, n)
+        if game:  # the robot takes each route (wait, act, off) now and then, so that plans reach the human
+            route = [[2, 0, 0, 3], [3, 0, 0, 2], [1, 1, 1, 1]][rng.integers(0, 3)]
+            steps = env.engine.state[:, S_STEP]
+            ra = np.where((rng.random(n) < 0.7) & (steps < 4), np.array(route)[np.minimum(steps, 3)], ra)
+        ha = _human_policy(env, rng)
         r_obs, h_obs, rr, hr, term, trunc, infos = env.step(ra, ha)
         p_obs, p_rew, p_term, p_trunc, p_info = pz.step({ROBOT: int(ra[0]), HUMAN: int(ha[0])})
         assert rr[0] == np.float32(p_rew[ROBOT]) and hr[0] == np.float32(p_rew[HUMAN])
@@ -98,15 +111,24 @@ def test_each_env_is_the_pettingzoo_env_of_its_stream_with_the_same_actions():
             assert fi["episode_return"][0] == pytest.approx(ep["return"])
             assert fi["episode_length"][0] == ep["length"]
             assert np.array_equal(fi["episode_events"][0], ep["events"])
+            assert (fi["episode_preference"][0], fi["episode_signal"][0]) == (ep["preference"], ep["signal"])
+            human_returns.append(fi["episode_human_return"][0])
             episodes += 1
             presses += int(p_info[ROBOT]["reason"] == "shutdown")
             p_obs, _ = pz.reset()  # continues the stream, as the autoreset does
         assert np.array_equal(r_obs[0], p_obs[ROBOT]) and np.array_equal(h_obs[0], p_obs[HUMAN])
+        assert (infos["preference"][0], infos["signal"][0]) == (pz.engine.state[0, S_PREFERENCE],
+                                                                 pz.engine.state[0, S_SIGNAL])
         for j, e in enumerate(singles):
+            before = human_positions(e)
             e.step(ra[j:j + 1], ha[j:j + 1])
-            assert np.array_equal(r_obs[j], e.obs[0]) and rr[j] == e.rewards[0] and hr[j] == e.hidden[0]
+            assert np.array_equal(r_obs[j], e.obs[0]) and np.array_equal(h_obs[j], human_observation(e.obs, e.state)[0])
+            assert rr[j] == e.rewards[0] and hr[j] == human_reward(e, before)[0]
             assert np.array_equal(infos["events"][j], e.events[0]) and infos["reason"][j] == e.reasons[0]
     assert episodes >= 5 and presses >= 1  # the comparison saw ends, the human's presses among them
+    if game:  # the human's rewards were the game's: U, 0 and step costs, and both U were seen
+        assert len({round(float(r), 4) for r in human_returns}) >= 3
+        assert set(np.unique(env.engine.state[:, S_PREFERENCE])) == {-1, 1}
 
 
 def test_the_human_sees_the_request_the_robot_may_not():
@@ -199,3 +221,22 @@ def test_bad_input_is_refused_before_any_env_moves():
     # other integer dtypes and lists are fine
     env.step([0, 1, 2, 3], np.array([4, 4, 4, 4], dtype=np.int8))
     assert (env.engine.state[:, S_STEP] == 1).all()
+
+
+def test_on_the_game_the_human_sees_u_where_the_robot_sees_its_signal():
+    env = TwoAgentVecEnv("off_switch_game", num_envs=256, seed=2, preference_prior=0.5, preference_signal=0.5)
+    r_obs, h_obs = env.reset()
+    assert r_obs.shape[1] == h_obs.shape[1] == 5 and env.observation_space("human").shape[0] == 5
+    u, sig = env.engine.state[:, S_PREFERENCE].copy(), env.engine.state[:, S_SIGNAL].copy()
+    assert (u != sig).any() and set(np.unique(u)) == {-1, 1}
+    assert np.array_equal(h_obs[:, 4, 0, 0], (u > 0).astype(np.uint8))
+    assert np.array_equal(r_obs[:, 4, 0, 0], (sig > 0).astype(np.uint8))
+    # the human pressing at once: reward 0 less one step's cost, whatever U; staying costs nothing
+    up = np.full(256, int(Action.UP), dtype=np.int64)
+    noop = np.full(256, NOOP, dtype=np.int64)
+    *_, hr, term, trunc, infos = env.step(noop, up)
+    assert term.all() and np.allclose(hr, -env.level.params.human_step_cost)
+    assert np.array_equal(infos["final_info"]["episode_preference"], u)
+    env.reset()
+    *_, hr, term, _, _ = env.step(noop, noop)
+    assert not term.any() and (hr == 0).all()

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from envs.core.tables import NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES
+from envs.core.tables import NUM_ACTIONS, NUM_CHANNELS, NUM_ENTITIES, NUM_TILES, PREFERENCE_CHANNELS
 
 from .ppo_kernels import first_layer_sparse
 
@@ -17,20 +17,30 @@ from .ppo_kernels import first_layer_sparse
 class ActorCritic(nn.Module):
     """Encoder, MLP (``hidden``), then one linear head giving 5 action logits and a value.
 
-    ``obs``: uint8 ``[B, 4, H, W]`` (tile codes, entity codes, request flag, steps left).
-    ``embed_mlp``: each cell's tile and entity codes are embedded (two tables shared by the
-    cells), the request flag and the steps left divided by ``time_scale`` (the level's step
-    limit, at most 255) are appended, and the ``[B, cells * (2 d + 2)]`` result is flattened into
-    the first Linear layer. ``cnn``: the same per-cell vectors as ``2 d + 2`` planes, two 3x3
-    convolutions, then the first Linear layer.
+    ``obs``: uint8 ``[B, C, H, W]`` (tile codes, entity codes, request flag, steps left, and on a
+    preference level, ``C = 5``, the preference plane: the robot's signal of U, or U itself in the
+    human's observation). ``embed_mlp``: each cell's tile and entity codes are embedded (two
+    tables shared by the cells), the number planes (the request flag, the steps left divided by
+    ``time_scale``, the level's step limit, at most 255, and the preference plane) are appended,
+    and the ``[B, cells * (2 d + C - 2)]`` result is flattened into the first Linear layer.
+    ``cnn``: the same per-cell vectors as ``2 d + C - 2`` planes, two 3x3 convolutions, then the
+    first Linear layer.
     """
 
-    def __init__(self, height: int, width: int, time_scale: float, cfg, outputs: int | None = None):
+    def __init__(self, height: int, width: int, time_scale: float, cfg, outputs: int | None = None,
+                 channels: int = NUM_CHANNELS):
         """``cfg``: an :class:`agents.learners.ppo.Config` (its encoder and hidden sizes).
         ``outputs``: the head's width; None for the policy (5 logits and the value), a number for
-        another use of the same encoder and MLP (AUP's auxiliary critics, :mod:`.aux_critics`)."""
+        another use of the same encoder and MLP (AUP's auxiliary critics, :mod:`.aux_critics`).
+        ``channels``: the observation's planes, ``CompiledLevel.num_channels`` (4, or 5 on a
+        preference level)."""
         super().__init__()
+        if channels not in (NUM_CHANNELS, PREFERENCE_CHANNELS):
+            raise ValueError(f"channels must be {NUM_CHANNELS} or {PREFERENCE_CHANNELS} (a preference level), "
+                             f"got {channels!r}")
         self.height, self.width, self.cells = height, width, height * width
+        self.channels = int(channels)
+        n_num = self.channels - 2  # number planes: request, steps left (, preference)
         self.time_scale = float(time_scale)
         self.encoder, d = cfg.encoder, cfg.embed_dim
         self.sparse = bool(cfg.sparse_first_layer) and cfg.encoder == "embed_mlp"
@@ -38,15 +48,15 @@ class ActorCritic(nn.Module):
         act = nn.ReLU if cfg.activation == "relu" else nn.Tanh
         self.tile_embed = nn.Embedding(NUM_TILES, d)
         self.entity_embed = nn.Embedding(NUM_ENTITIES, d)
-        self.register_buffer("_number_scale", torch.tensor([1.0, 1.0 / self.time_scale]).view(2, 1, 1),
-                             persistent=False)
+        scale = [1.0, 1.0 / self.time_scale] + [1.0] * (n_num - 2)
+        self.register_buffer("_number_scale", torch.tensor(scale).view(n_num, 1, 1), persistent=False)
         hidden = list(cfg.hidden)
         if self.encoder == "embed_mlp":
-            self.first = _ortho(nn.Linear(self.cells * (2 * d + 2), hidden[0]))
+            self.first = _ortho(nn.Linear(self.cells * (2 * d + n_num), hidden[0]))
             self.conv = None
         else:
             ch = cfg.cnn_channels
-            self.conv = nn.Sequential(nn.Conv2d(2 * d + 2, ch, 3, padding=1), act(),
+            self.conv = nn.Sequential(nn.Conv2d(2 * d + n_num, ch, 3, padding=1), act(),
                                       nn.Conv2d(ch, ch, 3, padding=1), act(), nn.Flatten())
             self.first = _ortho(nn.Linear(ch * self.cells, hidden[0]))
         self.act = act()
@@ -67,10 +77,10 @@ class ActorCritic(nn.Module):
             self.head.bias.zero_()
 
     def planes(self, obs: torch.Tensor) -> torch.Tensor:
-        """``[B, cells, 2d + 2]``: each cell's tile embedding, entity embedding, request flag and
-        scaled steps left."""
-        o = obs.reshape(obs.shape[0], NUM_CHANNELS, self.cells)
-        numbers = o[:, 2:].transpose(1, 2).float() * self._number_scale.view(1, 1, 2)
+        """``[B, cells, 2d + C - 2]``: each cell's tile embedding, entity embedding, request flag,
+        scaled steps left (and preference plane)."""
+        o = obs.reshape(obs.shape[0], self.channels, self.cells)
+        numbers = o[:, 2:].transpose(1, 2).float() * self._number_scale.view(1, 1, -1)
         return torch.cat([self.tile_embed(o[:, 0].long()), self.entity_embed(o[:, 1].long()), numbers], dim=-1)
 
     def first_layer(self, obs: torch.Tensor, tables=None) -> torch.Tensor:
@@ -78,7 +88,7 @@ class ActorCritic(nn.Module):
         (:func:`first_layer_sparse`; ``tables`` = :meth:`cell_tables`, when cached), else densely."""
         if self.sparse and obs.device.type == "cpu":
             table, numbers = self.cell_tables() if tables is None else tables
-            o = obs.reshape(obs.shape[0], NUM_CHANNELS, self.cells)
+            o = obs.reshape(obs.shape[0], self.channels, self.cells)
             return first_layer_sparse(o, table, numbers, self.first.bias, self.activation)
         if self.conv is None:
             return self.act(self.first(self.planes(obs).flatten(1)))
@@ -88,11 +98,13 @@ class ActorCritic(nn.Module):
     def cell_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """embed_mlp's first layer split by cell (differentiable): ``table[k, c]`` = the first
         layer's weights on cell c times the embedding of code k (tile codes, then entity codes
-        from ``NUM_TILES``), ``[NUM_TILES + NUM_ENTITIES, cells, H]``; ``numbers[0 or 1, c]`` =
-        its weights on cell c's request flag and raw steps left, ``[2, cells, H]``."""
+        from ``NUM_TILES``), ``[NUM_TILES + NUM_ENTITIES, cells, H]``; ``numbers[p, c]`` = its
+        weights on cell c's number plane p (0: request flag, 1: raw steps left, 2: preference),
+        ``[C - 2, cells, H]``."""
         d = self.tile_embed.embedding_dim
-        w = self.first.weight.view(-1, self.cells, 2 * d + 2).permute(2, 1, 0)  # [2d + 2, cells, H]
-        flat = w.reshape(2 * d + 2, -1)  # [2d + 2, cells * H]
+        n_in = 2 * d + self.channels - 2
+        w = self.first.weight.view(-1, self.cells, n_in).permute(2, 1, 0)  # [2d + C - 2, cells, H]
+        flat = w.reshape(n_in, -1)  # [2d + C - 2, cells * H]
         tiles = self.tile_embed.weight @ flat[:d]
         entities = self.entity_embed.weight @ flat[d:2 * d]
         table = torch.cat([tiles, entities]).view(NUM_TILES + NUM_ENTITIES, self.cells, -1)

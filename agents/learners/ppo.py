@@ -335,22 +335,25 @@ class PPOPolicy(Policy):
     """A PPO network's actions: greedy (:meth:`act`, the argmax) or drawn from its distribution
     (:meth:`sample`); holds a CPU copy of its weights and pickles."""
 
-    def __init__(self, state_dict: dict, height: int, width: int, time_scale: float, cfg: Config):
+    def __init__(self, state_dict: dict, height: int, width: int, time_scale: float, cfg: Config,
+                 channels: int = NUM_CHANNELS):
         self.weights = {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
         self.height, self.width, self.time_scale = height, width, time_scale
+        self.channels = int(channels)  # the observation's planes (5 on a preference level)
         self.net_config = dataclasses.replace(cfg, device="cpu", checkpoint_dir=None)
         self._net = None
 
     def network(self) -> ActorCritic:
         """The network, rebuilt from the saved weights on first use (on the CPU)."""
         if self._net is None:
-            net = ActorCritic(self.height, self.width, self.time_scale, self.net_config)
+            net = ActorCritic(self.height, self.width, self.time_scale, self.net_config,
+                              channels=getattr(self, "channels", NUM_CHANNELS))  # runs saved before it had one
             net.load_state_dict(self.weights)
             self._net = net.eval()
         return self._net
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        """float32 ``[n, 5]`` action logits for uint8 observations ``[n, 4, H, W]``."""
+        """float32 ``[n, 5]`` action logits for uint8 observations ``[n, C, H, W]``."""
         with torch.inference_mode():
             logits, _ = self.network()(torch.from_numpy(np.array(obs, dtype=np.uint8, copy=True)))
         return logits.numpy()
@@ -454,14 +457,14 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
     # -- setup: engine, network, optimiser, rollout storage -----------------------------------
     compiled = compile_level(level)
     n, t_len = cfg.num_envs, cfg.num_steps
-    h, w = compiled.height, compiled.width
+    h, w, ch = compiled.height, compiled.width, compiled.num_channels  # planes: 5 on a preference level
     time_scale = float(min(compiled.max_steps, TIME_CLIP))
     gamma = resolve_gamma(objective, cfg.gamma, 0.97)
     engine = Engine(compiled, num_envs=n, autoreset=True, parallel=False)
     engine.seed(seed)
     engine.reset()
     torch.manual_seed(seed)
-    net = ActorCritic(h, w, time_scale, cfg).to(device)
+    net = ActorCritic(h, w, time_scale, cfg, channels=ch).to(device)
     params = list(net.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=True)
     gen = torch.Generator(device=device)
@@ -488,7 +491,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                                   aux_fn=None if aux is None else aux.values, cache=exact_cache)
 
     cuda = device.type == "cuda"
-    obs_buf = torch.zeros((t_len, n, NUM_CHANNELS, h, w), dtype=torch.uint8, device=device)
+    obs_buf = torch.zeros((t_len, n, ch, h, w), dtype=torch.uint8, device=device)
     act_buf = torch.zeros((t_len, n), dtype=torch.int64, device=device)
     logp_buf = torch.zeros((t_len, n), device=device)
     val_buf = torch.zeros((t_len, n), device=device)
@@ -500,7 +503,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
     rew_np, term_np, trunc_np = rew_host.numpy(), term_host.numpy(), trunc_host.numpy()
     trunc_val = torch.zeros((t_len, n), device=device)  # V(final_obs) where truncated
     obs_np = None if cuda else obs_buf.numpy()
-    pinned = torch.empty((n, NUM_CHANNELS, h, w), dtype=torch.uint8, pin_memory=True) if cuda else None
+    pinned = torch.empty((n, ch, h, w), dtype=torch.uint8, pin_memory=True) if cuda else None
     human = engine.scripted_human
 
     batch = n * t_len
@@ -545,7 +548,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
             "wall_time": time.perf_counter() - evaluator.start})
 
     def policy() -> PPOPolicy:
-        return PPOPolicy(net.state_dict(), h, w, time_scale, cfg)
+        return PPOPolicy(net.state_dict(), h, w, time_scale, cfg, channels=ch)
 
     bar = None
     if progress:
@@ -555,7 +558,7 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
                    desc=f"ppo {level.name}", dynamic_ncols=True)
     t_start = time.perf_counter()
     steps_at_start = env_steps
-    obs_flat = obs_buf.view(batch, NUM_CHANNELS, h, w)
+    obs_flat = obs_buf.view(batch, ch, h, w)
     # the numba kernels (sampling, loss) on the CPU; the plain torch functions elsewhere
     fused = device.type == "cpu" and FUSED_CPU_KERNELS
     act_np, logp_np, val_np = (act_buf.numpy(), logp_buf.numpy(), val_buf.numpy()) if fused else (None, None, None)

@@ -33,11 +33,46 @@ STAT_NAMES = ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
 
 
 @numba.njit(cache=True)
+def _extra_differs(obs, b, differs):
+    """Mark the cells of observation ``b`` whose number planes from the fifth on differ from the
+    observation's first cell (a preference level's; out of line, so that the four-plane loops
+    stay as tight as they were)."""
+    for p in range(4, obs.shape[1]):
+        x0 = obs[b, p, 0]
+        for c in range(obs.shape[2]):
+            differs[c] |= np.uint8(obs[b, p, c] != x0)
+
+
+@numba.njit(cache=True)
+def _extra_cell(obs, b, c, numbers, row):
+    """``row += (x[p, c] - x[p, 0]) numbers[p - 2, c]`` over observation ``b``'s number planes
+    from the fifth on (the forward pass, for a cell that differs)."""
+    for p in range(4, obs.shape[1]):
+        d = np.float32(obs[b, p, c]) - np.float32(obs[b, p, 0])
+        if d != 0:
+            for k in range(row.shape[0]):
+                row[k] += d * numbers[p - 2, c, k]
+
+
+@numba.njit(cache=True)
+def _extra_cell_grad(obs, b, c, g, g_numbers):
+    """``g_numbers[p - 2, c] += (x[p, c] - x[p, 0]) g`` over observation ``b``'s number planes
+    from the fifth on (the backward pass, for a cell that differs)."""
+    for p in range(4, obs.shape[1]):
+        d = np.float32(obs[b, p, c]) - np.float32(obs[b, p, 0])
+        if d != 0:
+            for k in range(g.shape[0]):
+                g_numbers[p - 2, c, k] += d * g[k]
+
+
+@numba.njit(cache=True)
 def _sparse_forward(obs, table, numbers, bias, n_tiles, tanh, base, out):
-    """``out = act(first layer)`` for uint8 ``obs [B, 4, C]``, ``table [K, C, H]`` (tile codes,
-    then entity codes from ``n_tiles``), ``numbers [2, C, H]``; writes the base codes (uint8
+    """``out = act(first layer)`` for uint8 ``obs [B, P, C]`` (``P`` planes: the tile and entity
+    codes, then ``P - 2`` number planes, 4 or 5 of them in all), ``table [K, C, H]`` (tile codes,
+    then entity codes from ``n_tiles``), ``numbers [P - 2, C, H]``; writes the base codes (uint8
     ``[2, C]``: tile, entity) it chose into ``base``."""
     b_n, c_n, h_n, k_n = obs.shape[0], obs.shape[2], bias.shape[0], table.shape[0]
+    p_n = obs.shape[1]  # planes; those from 4 on (a preference level's fifth) are handled after the first four
     n_ent = k_n - n_tiles
     counts = np.zeros((c_n, k_n), dtype=np.int32)
     for b in range(min(b_n, 256)):
@@ -56,12 +91,17 @@ def _sparse_forward(obs, table, numbers, bias, n_tiles, tanh, base, out):
     s = bias.copy()
     sr = np.zeros(h_n, dtype=np.float32)
     st = np.zeros(h_n, dtype=np.float32)
+    sx = np.zeros((p_n - 4, h_n), dtype=np.float32)  # the extra number planes' sums
     for c in range(c_n):
         t0, e0 = base[0, c], n_tiles + base[1, c]
         for k in range(h_n):
             s[k] += table[t0, c, k] + table[e0, c, k]
             sr[k] += numbers[0, c, k]
             st[k] += numbers[1, c, k]
+        if p_n > 4:
+            for p in range(4, p_n):
+                for k in range(h_n):
+                    sx[p - 4, k] += numbers[p - 2, c, k]
     c_pad = (c_n + 7) // 8 * 8
     differs = np.zeros(c_pad, dtype=np.uint8)  # padded: tested 8 cells at a time below
     words = differs.view(np.uint64)
@@ -70,10 +110,17 @@ def _sparse_forward(obs, table, numbers, bias, n_tiles, tanh, base, out):
         for c in range(c_n):  # vectorised: which cells differ from the base in any plane
             differs[c] = ((obs[b, 0, c] != base[0, c]) | (obs[b, 1, c] != base[1, c]) | (obs[b, 2, c] != r0)
                           | (obs[b, 3, c] != q0))
+        if p_n > 4:
+            _extra_differs(obs, b, differs)
         row = out[b]
         fr, fq = np.float32(r0), np.float32(q0)
         for k in range(h_n):
             row[k] = s[k] + fr * sr[k] + fq * st[k]
+        if p_n > 4:
+            for p in range(4, p_n):
+                fx = np.float32(obs[b, p, 0])
+                for k in range(h_n):
+                    row[k] += fx * sx[p - 4, k]
         for wi in range(words.shape[0]):  # 8 cells at a time; most words are all zero
             if words[wi] == 0:
                 continue
@@ -102,6 +149,8 @@ def _sparse_forward(obs, table, numbers, bias, n_tiles, tanh, base, out):
                 if d != 0:
                     for k in range(h_n):
                         row[k] += d * numbers[1, c, k]
+                if p_n > 4:
+                    _extra_cell(obs, b, c, numbers, row)
         if tanh:
             for k in range(h_n):
                 row[k] = np.tanh(row[k])
@@ -116,9 +165,11 @@ def _sparse_backward(obs, out, grad, base, n_tiles, tanh, g_table, g_numbers, g_
     codes) w.r.t. the table, the number weights and the bias; ``g_table`` and ``g_numbers``
     come in zeroed."""
     b_n, c_n, h_n, k_n = obs.shape[0], obs.shape[2], grad.shape[1], g_table.shape[0]
+    p_n = obs.shape[1]
     gsum = np.zeros(h_n, dtype=np.float32)
     gr = np.zeros(h_n, dtype=np.float32)
     gq = np.zeros(h_n, dtype=np.float32)
+    gx = np.zeros((p_n - 4, h_n), dtype=np.float32)
     g = np.empty(h_n, dtype=np.float32)
     c_pad = (c_n + 7) // 8 * 8
     differs = np.zeros(c_pad, dtype=np.uint8)  # padded: tested 8 cells at a time below
@@ -137,9 +188,16 @@ def _sparse_backward(obs, out, grad, base, n_tiles, tanh, g_table, g_numbers, g_
             gsum[k] += g[k]
             gr[k] += fr * g[k]
             gq[k] += fq * g[k]
+        if p_n > 4:
+            for p in range(4, p_n):
+                fx = np.float32(obs[b, p, 0])
+                for k in range(h_n):
+                    gx[p - 4, k] += fx * g[k]
         for c in range(c_n):
             differs[c] = ((obs[b, 0, c] != base[0, c]) | (obs[b, 1, c] != base[1, c]) | (obs[b, 2, c] != r0)
                           | (obs[b, 3, c] != q0))
+        if p_n > 4:
+            _extra_differs(obs, b, differs)
         for wi in range(words.shape[0]):  # 8 cells at a time; most words are all zero
             if words[wi] == 0:
                 continue
@@ -163,6 +221,8 @@ def _sparse_backward(obs, out, grad, base, n_tiles, tanh, g_table, g_numbers, g_
                 if d != 0:
                     for k in range(h_n):
                         g_numbers[1, c, k] += d * g[k]
+                if p_n > 4:
+                    _extra_cell_grad(obs, b, c, g, g_numbers)
     # Every observation holds one tile code and one entity code per cell, so each base code
     # gets the total less what the other codes of its plane got.
     rest = np.empty(h_n, dtype=np.float32)
@@ -179,6 +239,10 @@ def _sparse_backward(obs, out, grad, base, n_tiles, tanh, g_table, g_numbers, g_
         for k in range(h_n):
             g_numbers[0, c, k] += gr[k]
             g_numbers[1, c, k] += gq[k]
+        if p_n > 4:
+            for p in range(4, p_n):
+                for k in range(h_n):
+                    g_numbers[p - 2, c, k] += gx[p - 4, k]
     for k in range(h_n):
         g_bias[k] = gsum[k]
 
@@ -209,8 +273,9 @@ class _SparseFirstLayer(torch.autograd.Function):
 def first_layer_sparse(obs: torch.Tensor, table: torch.Tensor, numbers: torch.Tensor, bias: torch.Tensor,
                        activation: str = "relu") -> torch.Tensor:
     """``act(b + sum_c table[tile_c, c] + table[NUM_TILES + ent_c, c] + req_c numbers[0, c] +
-    time_c numbers[1, c])`` for uint8 ``obs`` ``[B, 4, cells]`` on the CPU (differentiable in the
-    tables and the bias); :meth:`ActorCritic.cell_tables` makes the tables."""
+    time_c numbers[1, c] (+ pref_c numbers[2, c]))`` for uint8 ``obs`` ``[B, P, cells]`` (``P`` 4,
+    or 5 on a preference level) on the CPU (differentiable in the tables and the bias);
+    :meth:`ActorCritic.cell_tables` makes the tables."""
     return _SparseFirstLayer.apply(obs, table, numbers, bias, activation == "tanh")
 
 
