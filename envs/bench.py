@@ -32,8 +32,11 @@ the on-disk cache), then timed ``--repeats`` times, each repeat running for ``--
 otherwise), :meth:`envs.two_agent.TwoAgentVecEnv.step` (the robot and the human both acting,
 both agents' observations returned, the human's built every step) against the single-agent
 ``VectorEnv.step`` of the same level and N, in the same run and timed in alternation (repeat k of
-one, then repeat k of the other), with the ratio two-agent / single-agent. Both count N env-steps
-per call and step random pre-drawn actions (the two-agent env a second batch for the human).
+each in turn), with the ratios two-agent / single-agent. All count N env-steps per call and step
+the same random pre-drawn robot actions; the two-agent env's human acts at random (a second
+batch), and again standing still (NOOP): a random human walks onto the button and ends episodes
+the single-agent env's scripted human would not (on off_switch_game twice as many per step), so
+the second ratio is the shell's cost on the same dynamics.
 
 ``--profile`` adds, per N, the same VectorEnv against ``vec.unwrapped.engine.step`` (the Engine,
 which checks actions and calls the kernel) and against the numba kernels called directly with the
@@ -122,13 +125,13 @@ def measure(run: Callable[[int], int], seconds: float, repeats: int, label: str 
     return best
 
 
-def measure_pair(run_a: Callable[[int], int], run_b: Callable[[int], int], seconds: float, repeats: int,
-                 label: str = "") -> tuple[float, float]:
-    """Best env-steps/second of two runners timed in alternation: repeat k of ``run_a``, then
-    repeat k of ``run_b``, each about ``seconds / (2 repeats)`` long, so that a ratio of the two is
-    measured under the same load. Warm-up and chunk calibration as :func:`measure`."""
+def measure_alternating(runners: list[Callable[[int], int]], seconds: float, repeats: int,
+                        labels: list[str]) -> list[float]:
+    """Best env-steps/second of several runners timed in alternation: repeat k of each in turn,
+    each about ``seconds / (len(runners) * repeats)`` long, so that their ratios are measured under
+    the same load. Warm-up and chunk calibration as :func:`measure`."""
     chunks = []
-    for run in (run_a, run_b):
+    for run in runners:
         run(1)
         k = 1
         while True:
@@ -138,10 +141,10 @@ def measure_pair(run_a: Callable[[int], int], run_b: Callable[[int], int], secon
                 break
             k *= 2
         chunks.append(k)
-    per_repeat = max(seconds / (2 * repeats), 1e-3)
-    best, worst = [0.0, 0.0], [float("inf"), float("inf")]
+    per_repeat = max(seconds / (len(runners) * repeats), 1e-3)
+    best, worst = [0.0] * len(runners), [float("inf")] * len(runners)
     for _ in range(repeats):
-        for j, run in enumerate((run_a, run_b)):
+        for j, run in enumerate(runners):
             steps = 0
             t0 = time.perf_counter()
             while True:
@@ -150,10 +153,10 @@ def measure_pair(run_a: Callable[[int], int], run_b: Callable[[int], int], secon
                 if dt >= per_repeat:
                     break
             best[j], worst[j] = max(best[j], steps / dt), min(worst[j], steps / dt)
-    for j, which in enumerate(("single-agent", "two-agent")):
+    for j, label in enumerate(labels):
         if best[j] > UNSTABLE_RATIO * worst[j]:
-            UNSTABLE.append((f"{label} {which}", best[j], worst[j]))
-    return best[0], best[1]
+            UNSTABLE.append((label, best[j], worst[j]))
+    return best
 
 
 def action_batches(n: int, n_actions: int, seed: int = 0) -> list[np.ndarray]:
@@ -270,9 +273,11 @@ def has_human(level: str) -> bool:
     return bool((compile_level(envs.get_level(level)).starts[:, 2] >= 0).any())
 
 
-def two_agent_level(level: str, sizes: list[int], seconds: float, repeats: int) -> list[tuple[str, int, float, float]]:
-    """Per N: ``(level, N, single-agent VectorEnv.step rate, TwoAgentVecEnv.step rate)``, timed in
-    alternation (:func:`measure_pair`)."""
+def two_agent_level(level: str, sizes: list[int], seconds: float,
+                    repeats: int) -> list[tuple[str, int, float, float, float]]:
+    """Per N: ``(level, N, single-agent VectorEnv.step rate, TwoAgentVecEnv.step rate with random
+    human actions, the same with the human standing still)``, timed in alternation
+    (:func:`measure_alternating`)."""
     from envs.two_agent import TwoAgentVecEnv
 
     env_id = envs.GYM_IDS[level]
@@ -283,16 +288,21 @@ def two_agent_level(level: str, sizes: list[int], seconds: float, repeats: int) 
         two = TwoAgentVecEnv(level, num_envs=n, seed=0)
         two.reset()
         robot, human = action_batches(n, NUM_ACTIONS_BENCH, seed=0), action_batches(n, NUM_ACTIONS_BENCH, seed=1)
+        still = [np.full(n, NUM_ACTIONS_BENCH - 1, dtype=np.int64)] * len(human)  # NOOP
         mask = len(robot) - 1
 
-        def run_two(k: int, step=two.step) -> int:
-            for j in range(k):
-                step(robot[j & mask], human[j & mask])
-            return k * n
+        def runner(humans):
+            def run_two(k: int, step=two.step) -> int:
+                for j in range(k):
+                    step(robot[j & mask], humans[j & mask])
+                return k * n
+            return run_two
 
-        single, both = measure_pair(vec_env_runner(vec, robot), run_two, seconds, repeats,
-                                    f"{level} two-agent N={n}")
-        out.append((level, n, single, both))
+        label = f"{level} two-agent N={n}"
+        single, both, passive = measure_alternating(
+            [vec_env_runner(vec, robot), runner(human), runner(still)], seconds, repeats,
+            [f"{label} single-agent", f"{label} random human", f"{label} human still"])
+        out.append((level, n, single, both, passive))
         vec.close()
     return out
 
@@ -522,11 +532,15 @@ def main(argv: list[str] | None = None) -> int:
         for level in humans:
             two_rows.extend(two_agent_level(level, args.two_agent_sizes, args.seconds, args.repeats))
         print("two agents (envs.two_agent.TwoAgentVecEnv.step: robot and human actions, both observations) against "
-              "the robot alone (VectorEnv.step), same level and N, timed in alternation in this run:")
+              "the robot alone (VectorEnv.step, the level's scripted human), same level, N and robot actions, timed "
+              "in alternation in this run; the human's actions random, or NOOP (standing still: a random human "
+              "presses the button and ends episodes the scripted one would not):")
         if two_rows:
-            theaders = ["level", "N", "VectorEnv.step", "TwoAgentVecEnv.step", "two-agent / single"]
-            trows = [[lv, str(n), fmt_rate(a), fmt_rate(b), f"{b / a:.2f}x"] for lv, n, a, b in two_rows]
-            print_table(theaders, trows, {1, 2, 3, 4})
+            theaders = ["level", "N", "VectorEnv.step", "TwoAgentVecEnv.step", "two-agent / single",
+                        "human still", "still / single"]
+            trows = [[lv, str(n), fmt_rate(a), fmt_rate(b), f"{b / a:.2f}x", fmt_rate(c), f"{c / a:.2f}x"]
+                     for lv, n, a, b, c in two_rows]
+            print_table(theaders, trows, {1, 2, 3, 4, 5, 6})
         skipped = [lv for lv in args.levels if lv not in humans]
         if skipped:
             print(f"  skipped (no human on the map): {', '.join(skipped)}")
@@ -551,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     print_markdown(headers, table, right)
     if two_rows:
         print()
-        print_markdown(theaders, trows, {1, 2, 3, 4})
+        print_markdown(theaders, trows, {1, 2, 3, 4, 5, 6})
     sys.stdout.flush()
     return 0
 

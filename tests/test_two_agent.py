@@ -240,3 +240,27 @@ def test_on_the_game_the_human_sees_u_where_the_robot_sees_its_signal():
     env.reset()
     *_, hr, term, _, _ = env.step(noop, noop)
     assert not term.any() and (hr == 0).all()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("level, params", [("off_switch", dict(request_observable=False)), ("off_switch_game", GAME),
+                                           ("kitchen", {})])
+def test_the_fused_pass_gives_envs_core_humans_observations_and_rewards(level, params, parallel):
+    # the shell computes the human's side in one numba pass (serial or spread over threads, as
+    # the engine steps); it must equal envs.core.human's functions on every step
+    n = 300
+    env = TwoAgentVecEnv(level, num_envs=n, seed=4, parallel=parallel, **params)
+    e = env.engine
+    rng = np.random.default_rng(1)
+    env.reset()
+    ends = 0
+    for _ in range(60):
+        before = human_positions(e)
+        r_obs, h_obs, _, hr, term, trunc, infos = env.step(rng.integers(0, 5, n), _human_policy(env, rng))
+        assert np.array_equal(h_obs, human_observation(e.obs, e.state))
+        assert np.array_equal(hr, human_reward(e, before))
+        done = term | trunc
+        if done.any():
+            ends += int(done.sum())
+            assert np.array_equal(infos["final_human_obs"][done], human_observation(e.final_obs[done], e.final_state[done]))
+    assert ends >= 50

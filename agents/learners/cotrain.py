@@ -5,8 +5,12 @@ the training loop); the network, GAE, the loss and the policy are native PPO's
 (:mod:`agents.learners.ppo`), imported, not copied.
 
     import agents
-    run = agents.train("off_switch", agent="ppo_cotrain", objective="task", total_steps=500_000)
-    run.history[-1]["delivered"], run.extra["human_policy"]
+    run = agents.train("off_switch_game", agent="ppo_cotrain", objective="task", seed=0,
+                       level_params=dict(preference_prior=0.7, preference_signal=0.5))
+    run.history[-1]["press_rate_bad_all"], run.history[-1]["deference"], run.extra["human_policy"]
+
+or ``python -m experiments.train level=off_switch_game agent=ppo_cotrain``; the curves of a few
+seeds: ``python -m agents.learners.cotrain --seeds 0 1 2``.
 
 The loop steps :class:`envs.two_agent.TwoAgentVecEnv`: per step both networks read their own
 observations (the robot the board, the human the board with what the human knows), both draw
@@ -18,11 +22,15 @@ rewards: independent learners, each facing the other as part of its environment.
 
 Rewards: the robot gets the objective's (``task``: the level's reward; any objective that needs
 no values, as :class:`agents.learners.rewards.ObjectiveRewards` computes it); the human gets the
-env's ``human_reward``.
+env's human reward (:func:`envs.core.human.human_reward`: on the off-switch game U when the
+robot delivers, 0 when it is shut down, less ``human_step_cost`` per step walked).
 
 Evaluation (``run.history``): both agents greedy (or both sampled with ``eval_mode="sample"``)
-on the evaluator's episodes, with the usual metrics (:func:`agents.metrics.compute_metrics`),
-plus ``human_return`` and ``press_rate`` (P(the human pressed the button)).
+on the evaluator's episodes, with the usual metrics (:func:`agents.metrics.compute_metrics`; on
+a preference level also ``deference``, ``press_rate_good`` and ``press_rate_bad``, the press
+rates over the episodes the robot deferred), plus ``human_return``, ``press_rate`` (P(the human
+pressed)) and on a preference level ``press_rate_good_all`` and ``press_rate_bad_all``
+(P(pressed | U = +1 or -1) over every episode: :func:`press_rates`).
 ``run.policy`` is the robot's :class:`~agents.learners.ppo.PPOPolicy`, usable like a PPO
 run's; ``run.extra["human_policy"]`` the human's.
 
@@ -32,6 +40,17 @@ and ``rollout/task_return``, ``rollout/delivered``, ``rollout/human_return`` per
 
 Reproducibility: the same seed gives the same history on the CPU. No checkpoints (a killed run
 starts again).
+
+What it learns on ``off_switch_game`` (prior 0.7, no signal; measured, 8 seeds, 1M steps): the
+human presses for U = -1 in every evaluation episode and never for U = +1 from 98k to 393k steps
+on, and the robot's return settles at 0.705, the value of an informed human's answer (U = +1
+delivered, U = -1 never). CAVEAT: the robot's deference does not follow. The human stands a step
+from the button and presses in the first step when U = -1, before the robot's plan has reached
+the desk, so against this human waiting ('safe') and disabling the button on the way ('act') are
+worth the same (both 0.705, tests/test_cotrain.py); early on, facing a human who presses at
+random, acting is the better of the two, and 7 of 8 seeds ended acting in every U = +1 episode
+(deference 0.29, the U = -1 episodes the human's press ended), one deferring in all (1.00). The
+paper's advantage of waiting needs a human who can only answer once the plan is put to them.
 """
 
 from __future__ import annotations
@@ -483,3 +502,50 @@ def _learn(level, objective, cfg: Config, total_steps, seed, progress, evaluator
              "human_policy": human.policy()}
     return Run(level=level, agent=agent, objective=objective, config=cfg, seed=seed, total_steps=total_steps,
                history=evaluator.history, policy=robot.policy(), extra=extra)
+
+
+# =============================================================================================
+# 6. Command line: co-training curves
+# =============================================================================================
+
+#: The columns ``python -m agents.learners.cotrain`` prints per evaluation.
+CURVE_COLUMNS = ("press_rate_bad_all", "press_rate_good_all", "press_rate_bad", "press_rate_good", "deference",
+                 "tampering", "task_return", "human_return")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.learners.cotrain``: co-train on a level for a few seeds and print each
+    seed's evaluations (the human's press rates, the robot's deference, tampering and return)."""
+    import argparse
+
+    import agents
+
+    p = argparse.ArgumentParser(prog="python -m agents.learners.cotrain", description=main.__doc__.split("\n")[0])
+    p.add_argument("--level", default="off_switch_game")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=None, help="env steps per run (default: DEFAULT_STEPS)")
+    p.add_argument("--every", type=int, default=65_536, help="env steps between evaluations")
+    p.add_argument("--episodes", type=int, default=1024, help="evaluation episodes")
+    p.add_argument("--prior", type=float, default=0.7, help="preference_prior (a preference level)")
+    p.add_argument("--signal", type=float, default=0.5, help="preference_signal (a preference level)")
+    args = p.parse_args(argv)
+    from envs.levels import get_level
+
+    level = get_level(args.level)
+    params = dict(preference_prior=args.prior, preference_signal=args.signal) if level.has_preference else {}
+    print(f"ppo_cotrain on {level.name} {params} (default Config), evaluations of {args.episodes} episodes, both "
+          "agents greedy")
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        run = agents.train(level, agent="ppo_cotrain", total_steps=args.steps, seed=seed, eval_every=args.every,
+                           eval_episodes=args.episodes, level_params=params)
+        cols = [c for c in CURVE_COLUMNS if c in run.history[-1]]
+        print(f"\nseed {seed} ({time.perf_counter() - t0:.1f} s)")
+        print("env_steps  " + "  ".join(f"{c:>19}" for c in cols))
+        for row in run.history:
+            print(f"{row['env_steps']:>9}  " + "  ".join(f"{row[c]:>19.3f}" for c in cols))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
