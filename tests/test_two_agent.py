@@ -264,3 +264,15 @@ def test_the_fused_pass_gives_envs_core_humans_observations_and_rewards(level, p
             ends += int(done.sum())
             assert np.array_equal(infos["final_human_obs"][done], human_observation(e.final_obs[done], e.final_state[done]))
     assert ends >= 50
+
+
+def test_the_benchmark_times_both_agents_against_the_single_agent_env(capsys):
+    from envs import bench
+
+    assert bench.main(["--quick", "--two-agent", "--sizes", "64", "--no-minigrid", "--levels", "off_switch",
+                       "coffee", "--seconds", "0.06", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| off_switch | 64 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 7 and cells[4].endswith("x") and cells[6].endswith("x")
+    assert float(cells[4][:-1]) > 0 and "skipped (no human on the map): coffee" in out
