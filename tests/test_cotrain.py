@@ -151,7 +151,7 @@ def test_bad_input_is_named():
 
 
 def test_tensorboard_gets_both_learners_losses_and_the_press_rate(tmp_path):
-    from tests.test_tensorboard import _read
+    from test_tensorboard import _read  # tests/ is on sys.path (rootdir-less test modules)
 
     agents.train("off_switch", agent="ppo_cotrain", total_steps=1024, eval_every=512, eval_episodes=8, seed=0,
                  log_dir=str(tmp_path), **TINY)
