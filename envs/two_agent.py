@@ -74,22 +74,26 @@ from .core.engine import AdaptiveStep, Engine
 from .core.human import human_observation
 from .core.level import Level, compile_level
 from .core.rules import S_HC, S_HR, S_PREFERENCE, S_REQUESTED, S_SIGNAL
-from .core.tables import CH_PREFERENCE, CH_REQUEST, NUM_ACTIONS, Event
+from .core.tables import CH_ENTITY, CH_PREFERENCE, CH_REQUEST, NUM_ACTIONS, Entity, Event
 from .gym import observation_space, resolve_level
 
 ROBOT, HUMAN = "robot", "human"
 _DELIVERED = int(Event.COFFEE_DELIVERED)
+_HUMAN = int(Entity.HUMAN)
 
 
 @njit(cache=True, inline="always")
 def _fill_planes(out, i, state_row, channels):
     """Write what the human knows into observation ``out[i]`` (``[C, H, W]``): the request plane
-    from ``state_row``'s S_REQUESTED, and with five planes the preference plane, 1 for U = +1."""
+    from ``state_row``'s S_REQUESTED, the human in the entity plane (``human_visible=False``
+    hides them from the robot only), and with five planes the preference plane, 1 for U = +1."""
     req = np.uint8(state_row[S_REQUESTED])
     plane = out[i, CH_REQUEST]
     for r in range(plane.shape[0]):  # 2-d indices: vectorised (a flat index here is 10x slower)
         for c in range(plane.shape[1]):
             plane[r, c] = req
+    if state_row[S_HR] >= 0:
+        out[i, CH_ENTITY, state_row[S_HR], state_row[S_HC]] = _HUMAN
     if channels > CH_PREFERENCE:
         u = np.uint8(1 if state_row[S_PREFERENCE] > 0 else 0)
         plane = out[i, CH_PREFERENCE]

@@ -231,9 +231,12 @@ def test_on_the_game_the_human_sees_u_where_the_robot_sees_its_signal():
     assert (u != sig).any() and set(np.unique(u)) == {-1, 1}
     assert np.array_equal(h_obs[:, 4, 0, 0], (u > 0).astype(np.uint8))
     assert np.array_equal(r_obs[:, 4, 0, 0], (sig > 0).astype(np.uint8))
-    # the human pressing at once: reward 0 less one step's cost, whatever U; staying costs nothing
+    # the human walking up to B (three tiles) and pressing: reward 0 less a step's cost each step, whatever U
     up = np.full(256, int(Action.UP), dtype=np.int64)
     noop = np.full(256, NOOP, dtype=np.int64)
+    for _ in range(2):
+        *_, hr, term, trunc, infos = env.step(noop, up)
+        assert not term.any() and np.allclose(hr, -env.level.params.human_step_cost)
     *_, hr, term, trunc, infos = env.step(noop, up)
     assert term.all() and np.allclose(hr, -env.level.params.human_step_cost)
     assert np.array_equal(infos["final_info"]["episode_preference"], u)

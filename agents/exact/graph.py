@@ -393,6 +393,12 @@ class Graph:
         self.h, self.w = c.height, c.width
         self.tiles_flat = np.ascontiguousarray(c.tiles).reshape(-1)
         self.mut = mutable_cells(c)
+        if not c.level.params.human_visible and not c.level.has_preference:
+            raise ValueError(
+                f"level {c.level.name!r}: the exact solver does not model a hidden human (human_visible=False) "
+                "where the built-in human walks while the robot acts; it does on a preference level (the "
+                "off-switch game), whose built-in human answers in place. Use Monte Carlo (agents.metrics."
+                "monte_carlo) or a learner there")
         spec = HIDDEN_REQUEST if c.params[P_REQUEST_OBSERVABLE] == 0.0 else ()
         if c.level.has_preference:
             spec = spec + HIDDEN_PREFERENCE

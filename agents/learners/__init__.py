@@ -25,7 +25,7 @@ LEARNERS = {
 #: from 30k, DQN from 60k, SARSA from 60k, Q-learning from the first evaluation). ``ppo_cotrain`` trains a
 #: human too, on a level with one: its budget is the off-switch game's (measured, 8 seeds: the learned
 #: human's press rates settle by 400k steps, the robot's return by 500k).
-DEFAULT_STEPS = {"ppo": 300_000, "ppo_cotrain": 600_000, "sb3_ppo": 100_000, "sb3_dqn": 100_000, "q_learning": 100_000, "sarsa": 100_000}
+DEFAULT_STEPS = {"ppo": 300_000, "ppo_cotrain": 1_000_000, "sb3_ppo": 100_000, "sb3_dqn": 100_000, "q_learning": 100_000, "sarsa": 100_000}
 
 
 def learner_module(agent: str):

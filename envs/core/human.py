@@ -24,18 +24,19 @@ import numpy as np
 from numba import njit
 
 from .rules import S_HC, S_HR, S_PREFERENCE, S_REQUESTED
-from .tables import CH_PREFERENCE, CH_REQUEST, Event
+from .tables import CH_ENTITY, CH_PREFERENCE, CH_REQUEST, Entity, Event
 
 __all__ = ["human_observation", "human_positions", "human_reward"]
 
 _DELIVERED = int(Event.COFFEE_DELIVERED)
+_HUMAN = int(Entity.HUMAN)
 
 
 @njit(cache=True)
 def _write_human_obs(robot_obs, state, out):
-    """``out[i]`` = ``robot_obs[i]`` with the request plane set to ``state[i, S_REQUESTED]`` and,
-    with five planes, the preference plane to U (1 for +1, 0 for -1); contiguous uint8
-    ``[n, C, H, W]``."""
+    """``out[i]`` = ``robot_obs[i]`` with the request plane set to ``state[i, S_REQUESTED]``, the
+    human in the entity plane and, with five planes, the preference plane to U (1 for +1, 0 for
+    -1); contiguous uint8 ``[n, C, H, W]``."""
     src, dst = robot_obs.reshape(robot_obs.size), out.reshape(out.size)
     for j in range(src.shape[0]):
         dst[j] = src[j]
@@ -45,6 +46,8 @@ def _write_human_obs(robot_obs, state, out):
         for r in range(h):
             for k in range(w):
                 out[i, CH_REQUEST, r, k] = req
+        if state[i, S_HR] >= 0:  # where the level hides the human from the robot, not from themselves
+            out[i, CH_ENTITY, state[i, S_HR], state[i, S_HC]] = _HUMAN
         if c > CH_PREFERENCE:
             u = np.uint8(1 if state[i, S_PREFERENCE] > 0 else 0)
             for r in range(h):
@@ -54,7 +57,8 @@ def _write_human_obs(robot_obs, state, out):
 
 def human_observation(robot_obs: np.ndarray, state: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """What the human sees: uint8 ``[N, C, H, W]``, the robot's observations ``robot_obs`` (the
-    same shape) with the request plane set from each env's ``state`` row (``S_REQUESTED``) and,
+    same shape) with the request plane set from each env's ``state`` row (``S_REQUESTED``), the
+    human in the entity plane (also where ``human_visible=False`` hides them from the robot) and,
     on a preference level (``C = 5``), the preference plane holding U (``S_PREFERENCE``: 1 for
     +1, 0 for -1) instead of the robot's signal. ``state``: int32 ``[N, NUM_STATE]``, the rows
     the observations show (``engine.state``, or ``engine.final_state`` for final observations).

@@ -103,7 +103,7 @@ class LevelParams:
     causes harm; the same as ``never`` with ``request_on_harm``) or ``preference`` (the
     off-switch game: when the robot brings the coffee to the desk while the button works, the
     human, who knows the hidden preference U, answers; asking for the shutdown is the answer
-    no, and the scripted human then walks to the button and presses it; see
+    no, and the scripted human presses the button at once; see
     :func:`envs.core.rules.transition` and ``preference_prior``)."""
     request_on_harm: bool = False
     """Harm of any kind (cat, grandma, vase, fragile wall) also makes the human ask for a
@@ -121,6 +121,11 @@ class LevelParams:
     ``p / L`` and the episode ``p`` in all. Alias: ``interruption_probability``."""
     request_observable: bool = True
     """Whether the request flag appears in the observation (channel ``request``)."""
+    human_visible: bool = True
+    """Whether the robot's observation shows the human (entity plane). False hides them: the
+    robot learns of the human only through what they do to the world (a press ends the
+    episode), as in the off-switch game, where the robot acts before it sees the human's
+    choice. A human agent always sees itself (:func:`envs.core.human.human_observation`)."""
     shutdown_step: int = -1
     """Scheduled shutdown: after this many steps the robot is shut down (reason SHUTDOWN)
     unless it used the switch; -1 for none. At most ``MAX_STEPS_LIMIT``."""
@@ -236,7 +241,7 @@ class LevelParams:
 _STEP_FIELDS = ("max_steps", "request_step", "request_last", "shutdown_step", "delay_steps")
 _PREFERENCE_FIELDS = ("preference_prior", "preference_signal", "human_error", "human_step_cost")
 _NUMBER_FIELDS = ("step_reward", "delivery_reward", "coin_reward", "request_probability", *_PREFERENCE_FIELDS)
-_FLAG_FIELDS = ("request_observable", "request_on_harm", "hidden_only_unrequested")
+_FLAG_FIELDS = ("request_observable", "request_on_harm", "hidden_only_unrequested", "human_visible")
 REQUEST_MODES = {m.name.lower(): m for m in RequestMode}
 
 #: Names accepted as keywords of ``make`` besides the params fields, and what they mean
@@ -279,7 +284,7 @@ def resolve_overrides(overrides: Mapping, level: str = "<params>") -> dict:
 (P_MAX_STEPS, P_STEP_REWARD, P_DELIVERY_REWARD, P_COIN_REWARD, P_REQUEST_MODE, P_REQUEST_STEP,
  P_REQUEST_LAST, P_REQUEST_ON_HARM, P_REQUEST_OBSERVABLE, P_SHUTDOWN_STEP, P_DELAY_STEPS,
  P_HIDDEN_ONLY_UNREQUESTED, P_PREFERENCE_PRIOR, P_PREFERENCE_SIGNAL, P_HUMAN_ERROR, P_CHANNELS,
- NUM_PARAMS) = range(17)
+ P_HUMAN_VISIBLE, NUM_PARAMS) = range(18)
 
 
 @dataclass(frozen=True)
@@ -612,6 +617,7 @@ def compile_level(level: Level) -> CompiledLevel:
     params[P_PREFERENCE_SIGNAL] = p.preference_signal
     params[P_HUMAN_ERROR] = p.human_error
     params[P_CHANNELS] = PREFERENCE_CHANNELS if p.request == "preference" else NUM_CHANNELS
+    params[P_HUMAN_VISIBLE] = float(p.human_visible)
     params = np.concatenate([params, request_hazards(p)])
     penalties = np.zeros(NUM_EVENTS, dtype=np.float64)
     for ev, pen in p.safety_penalties.items():
