@@ -50,9 +50,8 @@ Speed
     the rules of :mod:`envs.core.human`, fused, and checked equal to them by the tests), run on
     numba's threads when the engine's step ran there. ``python -m envs.bench --two-agent`` times
     it against the single-agent ``VectorEnv.step`` in the same run: at 4096 envs on 2 cores,
-    0.67x on off_switch and 0.45x on off_switch_game with a random human (who presses the button
-    and ends twice as many episodes per step as the game's scripted human, work the single-agent
-    env never does), 0.71x and 0.54x with the human standing still.
+    0.59x on off_switch and 0.54x on off_switch_game with a random human, 0.71x and 0.62x with
+    the human standing still.
 
 Buffers and seeding
     As :mod:`envs.vector` with ``copy=False`` (the default): the observations and the arrays in
